@@ -1,0 +1,313 @@
+import { randomUUID } from "node:crypto";
+import type { Tracer } from "@opentelemetry/api";
+import { type Actor, type ActorInput, deepFreeze, toActor } from "./actor.ts";
+import {
+  delegationCheck,
+  type Hop,
+  hopPrincipal,
+  type ToolCall,
+  type ToolCallMapper,
+  type ValidatedToolCall,
+  validateToolCall,
+} from "./cerbos-request.ts";
+import type { Decision, DecisionSubject, HopDecision } from "./decision.ts";
+import { DelegationError } from "./errors.ts";
+import { checkHops } from "./hop-check.ts";
+import type { PdpClient } from "./pdp-client.ts";
+import { type EffectiveScope, narrowScope, type Scope, scopeAdmitsTool } from "./scope.ts";
+import { activeTraceId, recordDecision, recordSpan, SpanAttributes, SpanNames } from "./telemetry.ts";
+import { listCallableTools, type ToolDescriptor } from "./tool-listing.ts";
+
+/** What a guard shares with every delegation it creates. */
+export interface GuardRuntime {
+  readonly client: PdpClient;
+  readonly timeoutMs: number;
+  readonly mapToolCall: ToolCallMapper;
+  readonly tracer: () => Tracer;
+  readonly maxResourcesPerRequest: number;
+}
+
+/** The scope of an expired delegation: no tool at all. */
+const expired: EffectiveScope = Object.freeze({ tools: Object.freeze([]), expiresAt: 0, maxDepth: 0 });
+
+/** An agent to delegate to, with the scope it asks for. */
+export interface AgentInput extends ActorInput {
+  /** What the agent may do; it can only narrow the delegating hop's scope. */
+  scope?: Scope | undefined;
+}
+
+/** Per-call options for {@link Delegation.authorize} and {@link Delegation.delegate}. */
+export interface CallOptions {
+  /** Aborts the PDP checks; an aborted check throws {@link PdpUnavailableError}, never allows. */
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * An immutable chain of principals — a user and the agents acting for them — that authorizes tool calls by asking
+ * the PDP about every hop.
+ *
+ * @example
+ * ```ts
+ * const alice = guard.forUser({ id: "alice", roles: ["user"], attr: { department: "engineering" } });
+ * const planner = await alice.delegate({ id: "planner", roles: ["agent", "planner"] });
+ * const decision = await planner.authorize({ server: "filesystem", tool: "read_file", arguments: { path } });
+ * if (!decision.allowed) console.log(decision.reason);
+ * ```
+ */
+export class Delegation {
+  /** Principal ids from the user down to the acting agent. */
+  readonly chain: readonly string[];
+  /** The user the whole chain acts for. */
+  readonly user: Actor;
+  /** The acting agent; `undefined` at the root, where the user acts directly. */
+  readonly agent: Actor | undefined;
+  /** The scope this hop holds: its request intersected with every ancestor's. */
+  readonly scope: EffectiveScope;
+  /** 0 at the root, one more per delegation. */
+  readonly depth: number;
+
+  readonly #runtime: GuardRuntime;
+  readonly #hops: readonly Hop[];
+
+  private constructor(runtime: GuardRuntime, hops: readonly Hop[], scope: EffectiveScope) {
+    const root = hops[0] as Hop;
+    const last = hops[hops.length - 1] as Hop;
+    this.#runtime = runtime;
+    this.#hops = Object.freeze([...hops]);
+    this.chain = Object.freeze(hops.map((hop) => hop.actor.id));
+    this.user = root.actor;
+    this.agent = last.kind === "agent" ? last.actor : undefined;
+    this.scope = scope;
+    this.depth = hops.length - 1;
+    Object.freeze(this);
+  }
+
+  /** @internal Starts a chain at a user; use `guard.forUser`. */
+  static root(runtime: GuardRuntime, user: Actor, scope: EffectiveScope): Delegation {
+    const principal = hopPrincipal({ actor: user, user, kind: "user", chain: [user.id], scope });
+    return new Delegation(runtime, [deepFreeze({ actor: user, kind: "user", depth: 0, principal })], deepFreeze(scope));
+  }
+
+  /**
+   * Hands the chain on to another agent, if every hop already in it may `delegate` to that agent.
+   *
+   * @remarks
+   * Refuses with a {@link DelegationError} when a hop's policy denies (`delegation_denied`), the requested scope is
+   * wider than this one (`scope_widened`), the agent is already in the chain (`delegation_cycle`), the chain would
+   * grow past `maxDepth` (`depth_exceeded`), or this delegation has expired (`delegation_expired`).
+   * A PDP that cannot answer throws {@link PdpUnavailableError}.
+   */
+  async delegate(agent: AgentInput, options: CallOptions = {}): Promise<Delegation> {
+    return recordSpan({
+      name: SpanNames.delegate,
+      tracer: this.#runtime.tracer(),
+      attributes: () => ({
+        ...this.#chainAttributes(),
+        [SpanAttributes.delegateTo]: String(agent?.id),
+      }),
+      fn: async (span) => {
+        const actor = toActor(agent, "agent");
+        const scope = this.#childScope(actor, agent.scope);
+        const requestId = activeTraceId() ?? randomUUID();
+        const check = delegationCheck(actor, scope);
+        const hops = await checkHops(this.#hops, check, { ...this.#pdp(requestId), signal: options.signal });
+        const decision = this.#decide({ type: "delegation", agentId: actor.id }, hops, requestId);
+        recordDecision(span, decision);
+        if (!decision.allowed) {
+          throw new DelegationError("delegation_denied", decision.reason, {
+            chain: this.chain,
+            agentId: actor.id,
+            decision,
+          });
+        }
+        const chain = [...this.chain, actor.id];
+        const principal = hopPrincipal({ actor, user: this.user, kind: "agent", chain, scope });
+        const hop: Hop = deepFreeze({ actor, kind: "agent", depth: chain.length - 1, principal });
+        return new Delegation(this.#runtime, [...this.#hops, hop], deepFreeze(scope));
+      },
+    });
+  }
+
+  /**
+   * Decides whether this chain may make a tool call: one PDP check per hop, sent in parallel, plus the local scope
+   * check. Resolves to a {@link Decision} whether allowed or denied; throws only on bad input
+   * ({@link InvalidInputError}) or when the PDP cannot answer ({@link PdpUnavailableError}).
+   */
+  async authorize(call: ToolCall, options: CallOptions = {}): Promise<Decision> {
+    return recordSpan({
+      name: SpanNames.authorize,
+      tracer: this.#runtime.tracer(),
+      attributes: () => ({
+        ...this.#chainAttributes(),
+        [SpanAttributes.server]: String(call?.server),
+        [SpanAttributes.toolName]: String(call?.tool),
+        ...(typeof call?.toolCallId === "string" ? { [SpanAttributes.toolCallId]: call.toolCallId } : {}),
+      }),
+      fn: async (span) => {
+        const validated = validateToolCall(call);
+        const requestId = activeTraceId() ?? randomUUID();
+        const subject: DecisionSubject = {
+          type: "tool",
+          server: validated.server,
+          tool: validated.tool,
+          toolCallId: validated.toolCallId,
+        };
+        const outOfScope = this.#scopeRefusal(validated);
+        const decision =
+          outOfScope === undefined
+            ? this.#decide(
+                subject,
+                await checkHops(this.#hops, this.#runtime.mapToolCall(validated), {
+                  ...this.#pdp(requestId),
+                  signal: options.signal,
+                }),
+                requestId,
+              )
+            : this.#refuseByScope(subject, outOfScope, requestId);
+        recordDecision(span, decision);
+        return decision;
+      },
+    });
+  }
+
+  /**
+   * Keeps the tools this chain could call with some arguments, in their order: those its scope admits and that no
+   * hop's policy always denies. For hiding tools from a model; every call is still authorized on its own.
+   *
+   * @remarks
+   * O(hops) PDP requests when policies do not look at arguments (see {@link listCallableTools}). Throws
+   * {@link PdpUnavailableError} when the PDP cannot answer.
+   */
+  async callableTools<T extends ToolDescriptor>(tools: readonly T[], options: CallOptions = {}): Promise<T[]> {
+    return recordSpan({
+      name: SpanNames.listTools,
+      tracer: this.#runtime.tracer(),
+      attributes: () => ({ ...this.#chainAttributes(), [SpanAttributes.toolsOffered]: tools.length }),
+      fn: async (span) => {
+        const requestId = activeTraceId() ?? randomUUID();
+        const indexes = await listCallableTools(this.#hops, this.#isExpired() ? expired : this.scope, tools, {
+          client: this.#runtime.client,
+          mapToolCall: this.#runtime.mapToolCall,
+          timeoutMs: this.#runtime.timeoutMs,
+          batchSize: this.#runtime.maxResourcesPerRequest,
+          requestId,
+          signal: options.signal,
+        });
+        span.setAttribute(SpanAttributes.toolsCallable, indexes.length);
+        return indexes.map((index) => tools[index] as T);
+      },
+    });
+  }
+
+  #childScope(agent: Actor, requested: Scope | undefined): EffectiveScope {
+    const facts = { chain: this.chain, agentId: agent.id };
+    if (this.#isExpired()) {
+      throw new DelegationError("delegation_expired", `${this.#describe()} expired at ${this.#expiry()}`, facts);
+    }
+    if (this.chain.includes(agent.id)) {
+      throw new DelegationError(
+        "delegation_cycle",
+        `"${agent.id}" is already in the chain ${this.chain.join(" → ")}`,
+        facts,
+      );
+    }
+    const depth = this.depth + 1;
+    if (depth > this.scope.maxDepth) {
+      throw new DelegationError(
+        "depth_exceeded",
+        `delegating to "${agent.id}" would reach depth ${depth}; ${this.#describe()} allows ${this.scope.maxDepth}`,
+        facts,
+      );
+    }
+    const narrowed = narrowScope(this.scope, requested, "agent.scope");
+    if ("field" in narrowed) {
+      throw new DelegationError(
+        "scope_widened",
+        `"${agent.id}" asked for more than ${this.#describe()} holds: ${narrowed.field} ${narrowed.detail}`,
+        facts,
+      );
+    }
+    if (narrowed.maxDepth < depth) {
+      throw new DelegationError(
+        "depth_exceeded",
+        `"${agent.id}" would sit at depth ${depth} but asked for maxDepth ${narrowed.maxDepth}`,
+        facts,
+      );
+    }
+    if (narrowed.expiresAt !== undefined && narrowed.expiresAt <= Date.now()) {
+      throw new DelegationError(
+        "delegation_expired",
+        `"${agent.id}" asked for a delegation that expired at ${new Date(narrowed.expiresAt).toISOString()}`,
+        facts,
+      );
+    }
+    return narrowed;
+  }
+
+  #scopeRefusal(call: ValidatedToolCall): string | undefined {
+    if (this.#isExpired()) return `${this.#describe()} expired at ${this.#expiry()}`;
+    if (!scopeAdmitsTool(this.scope, call.server, call.tool)) {
+      return `${call.server}/${call.tool} is outside ${this.#describe()}'s delegated tools [${this.scope.tools?.join(", ")}]`;
+    }
+    return undefined;
+  }
+
+  #refuseByScope(subject: DecisionSubject, reason: string, requestId: string): Decision {
+    return deepFreeze({
+      allowed: false,
+      subject,
+      chain: this.chain,
+      hops: [],
+      deniedBy: "scope",
+      reason: `denied by scope: ${reason}`,
+      outputs: [],
+      requestId,
+    });
+  }
+
+  #decide(subject: DecisionSubject, hops: HopDecision[], requestId: string): Decision {
+    const denying = hops.find((hop) => hop.effect !== "EFFECT_ALLOW");
+    const what =
+      subject.type === "tool" ? `call ${subject.server}/${subject.tool}` : `delegate to "${subject.agentId}"`;
+    const reason =
+      denying === undefined
+        ? `allowed: every hop of ${this.chain.join(" → ")} may ${what}`
+        : `denied by ${denying.kind} "${denying.principalId}" (hop ${denying.depth} of ${this.chain.join(" → ")}): ` +
+          `may not ${what}${denying.policy === "" ? " (no policy matched)" : ` (policy ${denying.policy})`}`;
+    return deepFreeze({
+      allowed: denying === undefined,
+      subject,
+      chain: this.chain,
+      hops,
+      deniedBy: denying?.principalId,
+      reason,
+      outputs: hops.flatMap((hop) => hop.outputs),
+      requestId,
+    });
+  }
+
+  #pdp(requestId: string) {
+    return { client: this.#runtime.client, timeoutMs: this.#runtime.timeoutMs, requestId };
+  }
+
+  #chainAttributes() {
+    return {
+      [SpanAttributes.userId]: this.user.id,
+      [SpanAttributes.chain]: [...this.chain],
+      [SpanAttributes.depth]: this.depth,
+      ...(this.agent === undefined ? {} : { [SpanAttributes.agentId]: this.agent.id }),
+    };
+  }
+
+  #isExpired(): boolean {
+    return this.scope.expiresAt !== undefined && this.scope.expiresAt <= Date.now();
+  }
+
+  #expiry(): string {
+    return this.scope.expiresAt === undefined ? "never" : new Date(this.scope.expiresAt).toISOString();
+  }
+
+  #describe(): string {
+    return this.agent === undefined ? `user "${this.user.id}"` : `agent "${this.agent.id}"`;
+  }
+}

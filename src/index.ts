@@ -1,0 +1,41 @@
+// Guard and delegation chains
+
+export { type Actor, type ActorInput, reservedAttributes } from "./actor.ts";
+export { type ApprovalOutput, type ApprovalRequest, approvalRequest } from "./approval.ts";
+// Cerbos contract
+export {
+  defaultToolCallCheck,
+  type ToolCall,
+  type ToolCallCheck,
+  type ToolCallMapper,
+  type ValidatedToolCall,
+} from "./cerbos-request.ts";
+export { currentDelegation, runAs } from "./current-delegation.ts";
+// Decisions
+export type { Decision, DecisionOutput, DecisionSubject, HopDecision, HopKind } from "./decision.ts";
+export { formatDecisionTree } from "./decision-tree.ts";
+export { type AgentInput, type CallOptions, Delegation } from "./delegation.ts";
+// Errors
+export {
+  DelegationError,
+  type DelegationErrorCode,
+  HopguardError,
+  type HopguardErrorCode,
+  InvalidInputError,
+  LocalPdpError,
+  type LocalPdpErrorCode,
+  NoDelegationError,
+  type PdpFailure,
+  PdpUnavailableError,
+  ToolCallDeniedError,
+} from "./errors.ts";
+export { createGuard, type Guard, type GuardOptions, type UserOptions } from "./guard.ts";
+// Local PDP
+export { cerbosBinaryPath, type LocalPdp, type LocalPdpOptions, startLocalPdp } from "./local-pdp.ts";
+export type { PdpClient } from "./pdp-client.ts";
+export type { EffectiveScope, Scope } from "./scope.ts";
+// Telemetry
+export { HopEventAttributes, SpanAttributes, SpanNames } from "./telemetry.ts";
+// For adapters, ours and yours
+export { decideToolCall, refusalText, resolveDelegation, type ToolCallOutcome } from "./tool-call-outcome.ts";
+export type { ToolDescriptor } from "./tool-listing.ts";

@@ -1,0 +1,128 @@
+import { Effect, PlanKind, type Principal } from "@cerbos/core";
+import type { Hop, ToolCallCheck, ToolCallMapper } from "./cerbos-request.ts";
+import { validateToolCall } from "./cerbos-request.ts";
+import { toPdpUnavailable } from "./hop-check.ts";
+import type { PdpClient } from "./pdp-client.ts";
+import { type EffectiveScope, scopeAdmitsTool } from "./scope.ts";
+
+/** A tool as a listing knows it: no arguments yet. */
+export interface ToolDescriptor {
+  server: string;
+  tool: string;
+  annotations?: Record<string, unknown> | undefined;
+}
+
+/** How to reach the PDP for a listing. */
+export interface ToolListingOptions {
+  client: PdpClient;
+  mapToolCall: ToolCallMapper;
+  timeoutMs: number;
+  requestId: string;
+  /** Cerbos's `server.requestLimits.maxResourcesPerRequest`. */
+  batchSize: number;
+  signal?: AbortSignal | undefined;
+}
+
+const planConcurrency = 8;
+
+/**
+ * Which of `tools` this chain could call with some arguments: the scope admits it and no hop's policy always denies
+ * it. Returns indexes into `tools`, in order.
+ *
+ * @remarks
+ * Costs O(hops) requests when rules do not look at arguments: each hop checks every tool in one `checkResources`
+ * (batched to Cerbos's per-request limit) with empty arguments. Only a tool a hop denied that way is asked again with
+ * `planResources`, which treats the arguments as unknown, so a tool allowed only for some paths is still listed.
+ * Listing is advisory; every call is still authorized on its own.
+ */
+export async function listCallableTools(
+  hops: readonly Hop[],
+  scope: EffectiveScope,
+  tools: readonly ToolDescriptor[],
+  options: ToolListingOptions,
+): Promise<number[]> {
+  const checks = tools.map((tool) =>
+    options.mapToolCall(validateToolCall({ server: tool.server, tool: tool.tool, annotations: tool.annotations })),
+  );
+  const inScope = tools.flatMap((tool, index) => (scopeAdmitsTool(scope, tool.server, tool.tool) ? [index] : []));
+  const perHop = await Promise.all(hops.map((hop) => callableForHop(hop.principal, checks, inScope, options)));
+  return inScope.filter((index) => perHop.every((callable) => callable.has(index)));
+}
+
+async function callableForHop(
+  principal: Principal,
+  checks: readonly ToolCallCheck[],
+  candidates: readonly number[],
+  options: ToolListingOptions,
+): Promise<Set<number>> {
+  const callable = new Set<number>();
+  const deniedWithoutArguments: number[] = [];
+  const batches: number[][] = [];
+  for (let start = 0; start < candidates.length; start += options.batchSize) {
+    batches.push(candidates.slice(start, start + options.batchSize));
+  }
+  await Promise.all(
+    batches.map(async (batch) => {
+      const response = await guarded(principal, options, (signal) =>
+        options.client.checkResources(
+          {
+            principal,
+            resources: batch.map((index) => {
+              const check = checks[index] as ToolCallCheck;
+              // Two tools may share a resource id across servers; the index keeps results apart.
+              return { resource: { ...check.resource, id: `${index}` }, actions: [check.action] };
+            }),
+            requestId: options.requestId,
+          },
+          { signal },
+        ),
+      );
+      for (const index of batch) {
+        const check = checks[index] as ToolCallCheck;
+        const result = response.findResult({ kind: check.resource.kind, id: `${index}` });
+        if (result?.actions[check.action] === Effect.ALLOW) callable.add(index);
+        else deniedWithoutArguments.push(index);
+      }
+    }),
+  );
+
+  for (let start = 0; start < deniedWithoutArguments.length; start += planConcurrency) {
+    await Promise.all(
+      deniedWithoutArguments.slice(start, start + planConcurrency).map(async (index) => {
+        const check = checks[index] as ToolCallCheck;
+        const { arguments: _unknownUntilCalled, ...knownAttributes } = check.resource.attr ?? {};
+        const plan = await guarded(principal, options, (signal) =>
+          options.client.planResources(
+            {
+              principal,
+              resource: { kind: check.resource.kind, attr: knownAttributes },
+              action: check.action,
+              requestId: options.requestId,
+            },
+            { signal },
+          ),
+        );
+        if (plan.kind !== PlanKind.ALWAYS_DENIED) callable.add(index);
+      }),
+    );
+  }
+  return callable;
+}
+
+async function guarded<T>(
+  principal: Principal,
+  options: ToolListingOptions,
+  request: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const timeout = AbortSignal.timeout(options.timeoutMs);
+  const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
+  try {
+    return await request(signal);
+  } catch (error) {
+    throw toPdpUnavailable(error, {
+      at: `listing tools for "${principal.id}"`,
+      timedOut: timeout.aborted,
+      timeoutMs: options.timeoutMs,
+    });
+  }
+}

@@ -1,0 +1,127 @@
+import { GRPC } from "@cerbos/grpc";
+import { SpanStatusCode, trace } from "@opentelemetry/api";
+import { describe, expect, test } from "vitest";
+import { createGuard, DelegationError, HopEventAttributes, SpanAttributes, SpanNames } from "../src/index.ts";
+import { sharedPdpClient } from "./support/pdp.ts";
+import { memoryTracing, onlySpan } from "./support/tracing.ts";
+import { alice, planner, researcher } from "./support/users.ts";
+
+const client = sharedPdpClient();
+const writeReport = {
+  server: "filesystem",
+  tool: "write_file",
+  arguments: { path: "/workspace/alice/report.md", content: "x" },
+  toolCallId: "call_42",
+};
+
+describe("decision spans", () => {
+  test("an authorize span names the user, chain, agent, tool, call id, verdict and every hop", async () => {
+    const tracing = memoryTracing();
+    const guard = createGuard({ client, tracer: tracing.tracer });
+    const chain = await (await guard.forUser(alice).delegate(planner)).delegate(researcher);
+    tracing.reset();
+
+    const decision = await chain.authorize({ ...writeReport, tool: "read_file" });
+    const span = onlySpan(tracing.spans(), SpanNames.authorize);
+
+    expect(span.attributes).toMatchObject({
+      [SpanAttributes.userId]: "alice",
+      [SpanAttributes.chain]: ["alice", "planner", "researcher"],
+      [SpanAttributes.depth]: 2,
+      [SpanAttributes.agentId]: "researcher",
+      [SpanAttributes.server]: "filesystem",
+      [SpanAttributes.toolName]: "read_file",
+      [SpanAttributes.toolCallId]: "call_42",
+      [SpanAttributes.decision]: "allow",
+      [SpanAttributes.hopEffects]: ["EFFECT_ALLOW", "EFFECT_ALLOW", "EFFECT_ALLOW"],
+      [SpanAttributes.hopCallIds]: decision.hops.map((hop) => hop.cerbosCallId),
+      [SpanAttributes.requestId]: span.spanContext().traceId,
+    });
+    expect(decision.requestId).toBe(span.spanContext().traceId);
+    expect(span.attributes[SpanAttributes.deniedBy]).toBeUndefined();
+    expect(span.events.map((event) => event.attributes?.[HopEventAttributes.principalId])).toEqual([
+      "alice",
+      "planner",
+      "researcher",
+    ]);
+    expect(span.events[1]?.attributes).toMatchObject({
+      [HopEventAttributes.kind]: "agent",
+      [HopEventAttributes.depth]: 1,
+      [HopEventAttributes.effect]: "EFFECT_ALLOW",
+      [HopEventAttributes.policy]: "resource.mcp::filesystem.vdefault",
+    });
+    expect(span.status.code).toBe(SpanStatusCode.UNSET);
+  });
+
+  test("a denied call records the denying hop; the span is not an error", async () => {
+    const tracing = memoryTracing();
+    const chain = await createGuard({ client, tracer: tracing.tracer }).forUser(alice).delegate(planner);
+    tracing.reset();
+    await chain.authorize(writeReport);
+    const span = onlySpan(tracing.spans(), SpanNames.authorize);
+    expect(span.attributes[SpanAttributes.decision]).toBe("deny");
+    expect(span.attributes[SpanAttributes.deniedBy]).toBe("planner");
+    expect(span.attributes[SpanAttributes.hopEffects]).toEqual(["EFFECT_ALLOW", "EFFECT_DENY"]);
+    expect(span.status.code).toBe(SpanStatusCode.UNSET);
+  });
+
+  test("is a child of the active span, so it nests under a framework's tool span", async () => {
+    const tracing = memoryTracing();
+    const root = createGuard({ client, tracer: tracing.tracer }).forUser(alice);
+    await tracing.tracer.startActiveSpan("execute_tool read_file", async (toolSpan) => {
+      await root.authorize({ ...writeReport, tool: "read_file" });
+      toolSpan.end();
+    });
+    const toolSpan = onlySpan(tracing.spans(), "execute_tool read_file");
+    const span = onlySpan(tracing.spans(), SpanNames.authorize);
+    expect(span.parentSpanContext?.spanId).toBe(toolSpan.spanContext().spanId);
+    expect(span.spanContext().traceId).toBe(toolSpan.spanContext().traceId);
+  });
+
+  test("a PDP error sets status ERROR with the error code", async () => {
+    const tracing = memoryTracing();
+    const unreachable = new GRPC("127.0.0.1:9", { tls: false });
+    try {
+      const root = createGuard({ client: unreachable, tracer: tracing.tracer, timeoutMs: 2000 }).forUser(alice);
+      await expect(root.authorize(writeReport)).rejects.toThrow(/PDP/);
+      const span = onlySpan(tracing.spans(), SpanNames.authorize);
+      expect(span.status.code).toBe(SpanStatusCode.ERROR);
+      expect(span.attributes[SpanAttributes.decision]).toBe("error");
+      expect(span.attributes[SpanAttributes.errorCode]).toBe("pdp_unavailable");
+      expect(span.events.some((event) => event.name === "exception")).toBe(true);
+    } finally {
+      unreachable.close();
+    }
+  });
+
+  test("a delegate span records allowed and refused delegations; a refusal is a deny, not an error", async () => {
+    const tracing = memoryTracing();
+    const root = createGuard({ client, tracer: tracing.tracer }).forUser(alice);
+    const fromPlanner = await root.delegate(planner);
+    await expect(fromPlanner.delegate({ id: "planner-2", roles: ["agent", "planner"] })).rejects.toThrow(
+      DelegationError,
+    );
+    const [allowed, refused] = tracing.spans().filter((span) => span.name === SpanNames.delegate);
+    expect(allowed?.attributes).toMatchObject({
+      [SpanAttributes.chain]: ["alice"],
+      [SpanAttributes.delegateTo]: "planner",
+      [SpanAttributes.decision]: "allow",
+    });
+    expect(refused?.attributes).toMatchObject({
+      [SpanAttributes.chain]: ["alice", "planner"],
+      [SpanAttributes.delegateTo]: "planner-2",
+      [SpanAttributes.decision]: "deny",
+      [SpanAttributes.deniedBy]: "planner",
+    });
+    expect(refused?.status.code).toBe(SpanStatusCode.UNSET);
+  });
+
+  test("with no tracer provider registered, spans do not record and the trace id is not used", async () => {
+    expect(trace.getActiveSpan()).toBeUndefined();
+    const decision = await createGuard({ client })
+      .forUser(alice)
+      .authorize({ ...writeReport, tool: "read_file" });
+    expect(decision.allowed).toBe(true);
+    expect(decision.requestId).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});
