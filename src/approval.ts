@@ -1,4 +1,5 @@
 import type { Value } from "@cerbos/core";
+import { deepFreeze } from "./actor.ts";
 import type { Decision } from "./decision.ts";
 
 /**
@@ -48,4 +49,12 @@ export function approvalRequest(decision: Decision): ApprovalRequest | undefined
 
 function isApprovalOutput(value: Value | undefined): boolean {
   return typeof value === "object" && value !== null && !Array.isArray(value) && value.approval === "required";
+}
+
+/**
+ * The decision for an allowed call whose required approval was not given (declined, or no one to ask): a deny by
+ * `"approval"`, with the PDP's per-hop answers kept for the audit trail.
+ */
+export function declinedApproval(decision: Decision, reason: string): Decision {
+  return deepFreeze({ ...decision, allowed: false, deniedBy: "approval", reason });
 }

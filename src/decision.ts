@@ -46,7 +46,10 @@ export interface Decision {
   readonly chain: readonly string[];
   /** One entry per hop, in chain order. Empty when the local scope check refused before asking the PDP. */
   readonly hops: readonly HopDecision[];
-  /** The first denying hop's principal id, `"scope"` when the delegated scope refused, `undefined` when allowed. */
+  /**
+   * The first denying hop's principal id, `"scope"` when the delegated scope refused, `"approval"` when a required
+   * human approval was not given (see {@link declinedApproval}), `undefined` when allowed.
+   */
   readonly deniedBy: string | undefined;
   /** One sentence a person (or a model) can read. */
   readonly reason: string;

@@ -13,6 +13,7 @@ export type HopguardErrorCode =
   | "pdp_unavailable"
   | "tool_call_denied"
   | "no_delegation"
+  | "authorization_failed"
   | "local_pdp_binary_not_found"
   | "local_pdp_policy_dir_not_found"
   | "local_pdp_policy_invalid"

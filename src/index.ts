@@ -1,8 +1,20 @@
 // Guard and delegation chains
-
+export { createGuard, type Guard, type GuardOptions, type UserOptions } from "./guard.ts";
+export { type AgentInput, type CallOptions, Delegation } from "./delegation.ts";
 export { type Actor, type ActorInput, reservedAttributes } from "./actor.ts";
-export { type ApprovalOutput, type ApprovalRequest, approvalRequest } from "./approval.ts";
-// Cerbos contract
+export type { EffectiveScope, Scope } from "./scope.ts";
+export { currentDelegation, runAs } from "./current-delegation.ts";
+
+// Decisions
+export type { Decision, DecisionOutput, DecisionSubject, HopDecision, HopKind } from "./decision.ts";
+export { formatDecisionTree } from "./decision-tree.ts";
+export { type ApprovalOutput, type ApprovalRequest, approvalRequest, declinedApproval } from "./approval.ts";
+export type { ToolDescriptor } from "./tool-listing.ts";
+
+// For adapters, ours and yours
+export { decideToolCall, refusalText, resolveDelegation, type ToolCallOutcome } from "./tool-call-outcome.ts";
+
+// The Cerbos contract
 export {
   defaultToolCallCheck,
   type ToolCall,
@@ -10,11 +22,11 @@ export {
   type ToolCallMapper,
   type ValidatedToolCall,
 } from "./cerbos-request.ts";
-export { currentDelegation, runAs } from "./current-delegation.ts";
-// Decisions
-export type { Decision, DecisionOutput, DecisionSubject, HopDecision, HopKind } from "./decision.ts";
-export { formatDecisionTree } from "./decision-tree.ts";
-export { type AgentInput, type CallOptions, Delegation } from "./delegation.ts";
+export type { PdpClient } from "./pdp-client.ts";
+
+// Local PDP
+export { cerbosBinaryPath, type LocalPdp, type LocalPdpOptions, startLocalPdp } from "./local-pdp.ts";
+
 // Errors
 export {
   DelegationError,
@@ -29,13 +41,6 @@ export {
   PdpUnavailableError,
   ToolCallDeniedError,
 } from "./errors.ts";
-export { createGuard, type Guard, type GuardOptions, type UserOptions } from "./guard.ts";
-// Local PDP
-export { cerbosBinaryPath, type LocalPdp, type LocalPdpOptions, startLocalPdp } from "./local-pdp.ts";
-export type { PdpClient } from "./pdp-client.ts";
-export type { EffectiveScope, Scope } from "./scope.ts";
+
 // Telemetry
 export { HopEventAttributes, SpanAttributes, SpanNames } from "./telemetry.ts";
-// For adapters, ours and yours
-export { decideToolCall, refusalText, resolveDelegation, type ToolCallOutcome } from "./tool-call-outcome.ts";
-export type { ToolDescriptor } from "./tool-listing.ts";

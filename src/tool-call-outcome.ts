@@ -13,10 +13,16 @@ export type ToolCallOutcome =
   | { readonly type: "approval-required"; readonly decision: Decision; readonly approval: ApprovalRequest }
   | {
       readonly type: "denied";
-      /** The PDP's decision, when it answered. */
-      readonly decision: Decision | undefined;
-      /** What failed instead, when it did not (no chain, bad input, PDP unavailable). */
-      readonly error: HopguardError | undefined;
+      /** The PDP's decision: it answered, and denied. */
+      readonly decision: Decision;
+      readonly error: undefined;
+      readonly reason: string;
+    }
+  | {
+      readonly type: "denied";
+      readonly decision: undefined;
+      /** What failed instead of a decision: no chain, bad input, PDP unavailable, a failing mapper. */
+      readonly error: HopguardError;
       readonly reason: string;
     };
 
@@ -47,9 +53,11 @@ export async function decideToolCall(
     const approval = approvalRequest(decision);
     return approval === undefined ? { type: "allowed", decision } : { type: "approval-required", decision, approval };
   } catch (error) {
-    const hopguardError = HopguardError.isInstance(error) ? error : undefined;
-    const reason = hopguardError?.message ?? `authorization failed: ${error instanceof Error ? error.message : error}`;
-    return { type: "denied", decision: undefined, error: hopguardError, reason };
+    // Anything else (a bug in a custom mapToolCall, say) is still a refusal, and keeps what went wrong as its cause.
+    const failure = HopguardError.isInstance(error)
+      ? error
+      : new HopguardError("authorization_failed", `authorization failed: ${describe(error)}`, { cause: error });
+    return { type: "denied", decision: undefined, error: failure, reason: failure.message };
   }
 }
 
@@ -71,6 +79,10 @@ async function refuseWithoutChain(call: ToolCall, tracer: Tracer): Promise<never
       throw new NoDelegationError(`tool ${call.server}/${call.tool}`);
     },
   });
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function isDelegation(value: unknown): value is Delegation {

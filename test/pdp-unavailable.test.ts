@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { GRPC } from "@cerbos/grpc";
 import { describe, expect, test } from "vitest";
 import { createGuard, decideToolCall, type PdpClient, PdpUnavailableError, startLocalPdp } from "../src/index.ts";
@@ -12,6 +13,16 @@ async function failure(attempt: Promise<unknown>): Promise<PdpUnavailableError> 
   );
   expect(PdpUnavailableError.isInstance(error), `expected PdpUnavailableError, got ${String(error)}`).toBe(true);
   return error as PdpUnavailableError;
+}
+
+/** Waits until the kernel reports the process as stopped ("T"), so no answer can slip out after SIGSTOP. */
+async function untilStopped(pid: number): Promise<void> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("T")) return;
+    await new Promise((settle) => setTimeout(settle, 10));
+  }
+  throw new Error(`process ${pid} did not stop`);
 }
 
 describe("fail closed", () => {
@@ -43,6 +54,7 @@ describe("fail closed", () => {
     // Freeze the real PDP: connections stay open, answers never come.
     process.kill(pdp.pid, "SIGSTOP");
     try {
+      await untilStopped(pdp.pid);
       const error = await failure(root.authorize(readNotes));
       expect(error.failure).toBe("timeout");
       expect(error.message).toContain("300 ms");

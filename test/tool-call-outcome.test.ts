@@ -88,3 +88,15 @@ describe("ambient delegation", () => {
     expect(resolveDelegation()).toBeUndefined();
   });
 });
+
+test("a failing custom mapper is a denial that keeps the error as its cause", async () => {
+  const bug = new TypeError("cannot read properties of undefined");
+  const mapped = createGuard({
+    client,
+    mapToolCall: () => {
+      throw bug;
+    },
+  });
+  const outcome = await decideToolCall(mapped.forUser(alice), move);
+  expect(outcome).toMatchObject({ type: "denied", error: { code: "authorization_failed", cause: bug } });
+});

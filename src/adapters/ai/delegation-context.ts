@@ -1,0 +1,26 @@
+import type { Delegation } from "../../delegation.ts";
+
+/**
+ * What hopguard reads from the AI SDK's contexts: the chain under the key `delegation`, in `runtimeContext` (read by
+ * `hopguardToolApproval`) or in a tool's `toolsContext` entry (read by guarded tools and agent tools; AI SDK 6's
+ * `experimental_context` too).
+ *
+ * @example
+ * ```ts
+ * await generateText({ model, tools, toolApproval: hopguardToolApproval({ server: "filesystem" }), runtimeContext: { delegation } });
+ * ```
+ */
+export interface DelegationContext {
+  delegation?: Delegation | undefined;
+}
+
+/** A context's `delegation`, unchecked: `resolveDelegation` keeps only a real one. */
+export function delegationIn(context: unknown): unknown {
+  return typeof context === "object" && context !== null ? (context as DelegationContext).delegation : undefined;
+}
+
+/** The chain candidates in the options an AI SDK tool callback receives: AI SDK 7's `context`, then 6's. */
+export function delegationsInToolOptions(options: unknown): unknown[] {
+  const { context, experimental_context } = (options ?? {}) as { context?: unknown; experimental_context?: unknown };
+  return [delegationIn(context), delegationIn(experimental_context)];
+}

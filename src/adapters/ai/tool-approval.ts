@@ -1,0 +1,118 @@
+import type { Tracer } from "@opentelemetry/api";
+import type { Tool, ToolApprovalStatus, ToolSet } from "ai";
+import type { Delegation } from "../../delegation.ts";
+import { InvalidInputError } from "../../errors.ts";
+import { decideToolCall, refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
+import { agentOf } from "./agent-identity.ts";
+import { delegationIn } from "./delegation-context.ts";
+import { type ToolTarget, type ToolTargetOptions, toolTargetResolver, toToolCall } from "./tool-target.ts";
+
+/** Options for {@link hopguardToolApproval}. */
+export interface HopguardToolApprovalOptions extends ToolTargetOptions {
+  /**
+   * The chain every call acts for.
+   *
+   * @defaultValue the `delegation` in `runtimeContext`, else in the tool's `toolsContext` entry, else the ambient
+   * chain set by `runAs`
+   */
+  delegation?: Delegation | undefined;
+  /**
+   * Answer an allowed call with `'approved'` (and hopguard's reason), so that the SDK records an automatic approval
+   * in the output, instead of `'not-applicable'`.
+   *
+   * @defaultValue `false`
+   */
+  recordApprovals?: boolean | undefined;
+  /**
+   * The tracer for the `hopguard.authorize` span of a call made without any chain; calls with a chain use the
+   * guard's tracer.
+   *
+   * @defaultValue `trace.getTracer("hopguard", version)`
+   */
+  tracer?: Tracer | undefined;
+}
+
+/** What the AI SDK hands a generic `toolApproval` function, as far as hopguard reads it. */
+export interface ToolApprovalRequestInput {
+  toolCall: { toolName: string; toolCallId: string; input: unknown };
+  tools?: ToolSet | undefined;
+  toolsContext?: unknown;
+  runtimeContext?: unknown;
+}
+
+/** A generic `toolApproval` function for `generateText`, `streamText` and `ToolLoopAgent`. */
+export type HopguardToolApproval = (request: ToolApprovalRequestInput) => Promise<ToolApprovalStatus>;
+
+/**
+ * A `toolApproval` function that asks Cerbos about every hop of the chain before each tool call: an allowed call is
+ * `'not-applicable'` (or `'approved'`), a denied one `{ type: 'denied', reason }` — the model gets an
+ * `execution-denied` result and the loop goes on — and one whose rule asks for a person is `'user-approval'`.
+ *
+ * @remarks
+ * Never throws, since the SDK does not catch what this callback throws: no chain, bad input, a broken `resolveTool`
+ * and an unreachable PDP are all denials. The SDK asks again before running a call a person approved, so an approval
+ * never outlives a deny. Tools made by {@link agentTool} are `'not-applicable'`: they authorize themselves, by
+ * delegating. To leave other tools (say, provider-executed ones) to another policy, call this from your own function.
+ *
+ * @example
+ * ```ts
+ * import { generateText } from "ai";
+ * import { hopguardToolApproval } from "hopguard/ai";
+ *
+ * const result = await generateText({
+ *   model,
+ *   tools: await mcpClient.tools(),
+ *   toolApproval: hopguardToolApproval({ server: "filesystem" }),
+ *   runtimeContext: { delegation: await alice.delegate(researcher) },
+ *   prompt: "Summarise notes.md",
+ * });
+ * ```
+ */
+export function hopguardToolApproval(options: HopguardToolApprovalOptions): HopguardToolApproval {
+  const { delegation: explicit, recordApprovals = false, tracer } = options ?? {};
+  const resolveTarget = toolTargetResolver(options);
+  if (typeof recordApprovals !== "boolean") throw new InvalidInputError("options.recordApprovals", "must be a boolean");
+
+  return async ({ toolCall, tools, toolsContext, runtimeContext }) => {
+    let target: ToolTarget | undefined;
+    try {
+      const toolName = toolCall.toolName;
+      const tool = ownEntry(tools, toolName) as Tool | undefined;
+      if (agentOf(tool) !== undefined) return "not-applicable";
+      target = resolveTarget(toolName);
+      const delegation = resolveDelegation(
+        explicit,
+        delegationIn(runtimeContext),
+        delegationIn(ownEntry(toolsContext, toolName)),
+      );
+      const outcome = await decideToolCall(delegation, toToolCall(target, tool, toolCall.input, toolCall.toolCallId), {
+        tracer,
+      });
+      switch (outcome.type) {
+        case "allowed":
+          return recordApprovals ? { type: "approved", reason: outcome.decision.reason } : "not-applicable";
+        case "approval-required": {
+          const { reasons } = outcome.approval;
+          return { type: "user-approval", reason: reasons.length > 0 ? reasons.join("; ") : outcome.decision.reason };
+        }
+        case "denied":
+          return { type: "denied", reason: refusalText(target, outcome.reason) };
+      }
+    } catch (error) {
+      // Only a broken resolveTool (or a hostile getter) gets here; it must still be a denial, not a crashed run.
+      const what = { server: String(target?.server ?? "?"), tool: String(target?.tool ?? toolCall?.toolName) };
+      return { type: "denied", reason: refusalText(what, `authorization failed: ${messageOf(error)}`) };
+    }
+  };
+}
+
+function ownEntry(record: unknown, key: string): unknown {
+  // Tool names come from the model: never let one reach a prototype property.
+  return typeof record === "object" && record !== null && Object.hasOwn(record, key)
+    ? (record as Record<string, unknown>)[key]
+    : undefined;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,101 @@
+import type { BaseMessage } from "@langchain/core/messages";
+import { type DynamicStructuredTool, tool } from "@langchain/core/tools";
+import { toActor } from "../../actor.ts";
+import { runAs } from "../../current-delegation.ts";
+import type { AgentInput, Delegation } from "../../delegation.ts";
+import { HopguardError, NoDelegationError } from "../../errors.ts";
+import { refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
+import { refusalMessage } from "./call-check.ts";
+import { contextDelegation, type HopguardContext } from "./options.ts";
+
+/** What {@link agentTool} needs of an agent: a `createAgent` agent has it. */
+export interface InvocableAgent {
+  invoke(
+    input: { messages: { role: "user"; content: string }[] },
+    config: { context: HopguardContext; signal?: AbortSignal },
+  ): Promise<{ messages: BaseMessage[] }>;
+}
+
+/** Options for {@link agentTool}. */
+export interface AgentToolOptions {
+  /** The tool name the parent's model calls. */
+  name: string;
+  /** What the sub-agent does, for the parent's model. */
+  description: string;
+  /** Who the sub-agent is: its id, roles and attributes, and the scope it asks for. */
+  agent: AgentInput;
+  /**
+   * The parent chain that delegates.
+   *
+   * @defaultValue the runtime context's `delegation`, else the one set by `runAs`
+   */
+  delegation?: Delegation | undefined;
+}
+
+/**
+ * Exposes an agent as a tool of a parent agent. Each call first delegates the parent's chain to the sub-agent, then
+ * runs it with the longer chain — in its context and as the ambient chain — and answers with its final message.
+ *
+ * @remarks
+ * Whatever the sub-agent calls is authorized for every hop, so it cannot do what its parent may not. A refused
+ * delegation, a PDP that cannot answer, or no chain at all gives the parent's model a refusal, not an exception.
+ * The sub-agent's runtime context is `{ delegation }`, in place of the parent's. Throws {@link InvalidInputError} at
+ * once when `options.agent` is malformed.
+ *
+ * @example
+ * ```ts
+ * import { createAgent } from "langchain";
+ * import { agentTool, hopguardMiddleware } from "hopguard/langchain";
+ *
+ * const researcher = createAgent({ model, tools, middleware: [hopguardMiddleware({ server: "filesystem" })] });
+ * const orchestrator = createAgent({
+ *   model,
+ *   tools: [
+ *     agentTool(researcher, {
+ *       name: "research",
+ *       description: "Reads the workspace and answers questions about it",
+ *       agent: { id: "researcher", roles: ["agent", "researcher"], scope: { tools: ["filesystem/read_*"] } },
+ *     }),
+ *   ],
+ * });
+ * await orchestrator.invoke({ messages }, { context: { delegation: await alice.delegate(planner) } });
+ * ```
+ */
+export function agentTool(agent: InvocableAgent, options: AgentToolOptions): DynamicStructuredTool {
+  const { name, description } = options;
+  toActor(options.agent, "options.agent");
+  return tool(
+    async (input, config) => {
+      const refuse = (reason: string) => {
+        const refusal = refusalText({ server: "agent", tool: options.agent.id }, reason);
+        return config.toolCall?.id === undefined ? refusal : refusalMessage({ name, id: config.toolCall.id }, refusal);
+      };
+      const parent = resolveDelegation(options.delegation, contextDelegation(config.context));
+      if (parent === undefined) return refuse(new NoDelegationError(`agent tool "${name}"`).message);
+      let child: Delegation;
+      try {
+        child = await parent.delegate(options.agent, { signal: config.signal });
+      } catch (error) {
+        if (HopguardError.isInstance(error)) return refuse(error.message);
+        throw error;
+      }
+      const { task } = input as { task: string };
+      const result = await runAs(child, () =>
+        agent.invoke(
+          { messages: [{ role: "user", content: task }] },
+          { context: { delegation: child }, ...(config.signal === undefined ? {} : { signal: config.signal }) },
+        ),
+      );
+      return result.messages.at(-1)?.text ?? "";
+    },
+    {
+      name,
+      description,
+      schema: {
+        type: "object",
+        properties: { task: { type: "string", description: "What the agent should do, in plain words" } },
+        required: ["task"],
+      },
+    },
+  );
+}

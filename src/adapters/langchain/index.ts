@@ -1,0 +1,6 @@
+export { type AgentToolOptions, agentTool, type InvocableAgent } from "./agent-tool.ts";
+export type { ApprovalInterrupt } from "./approval-interrupt.ts";
+export { type GuardToolsOptions, guardTools } from "./guard-tools.ts";
+export { type HopguardMiddlewareOptions, hopguardMiddleware } from "./middleware.ts";
+export type { HopguardContext, ToolGuardOptions } from "./options.ts";
+export type { ToolTarget, ToolTargetOptions } from "./tool-target.ts";

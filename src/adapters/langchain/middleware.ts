@@ -1,0 +1,124 @@
+import type { ClientTool, ServerTool } from "@langchain/core/tools";
+import { createMiddleware } from "langchain";
+import type { Delegation } from "../../delegation.ts";
+import { refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
+import type { ToolDescriptor } from "../../tool-listing.ts";
+import { annotationsOf, checkCall, refusalMessage } from "./call-check.ts";
+import { contextDelegation, type ToolGuardOptions } from "./options.ts";
+import { type ToolTarget, toolTarget } from "./tool-target.ts";
+
+/** Options for {@link hopguardMiddleware}. */
+export interface HopguardMiddlewareOptions extends ToolGuardOptions {
+  /**
+   * Whether each model call is offered only the tools the chain could call, so the model never sees the others.
+   * Costs a few PDP requests per model call; every call is authorized on its own either way.
+   *
+   * @defaultValue `true`
+   */
+  hideTools?: boolean | undefined;
+}
+
+/**
+ * Agent middleware for `createAgent` that authorizes every tool call, for every hop of the acting chain, and hides
+ * the tools the chain may not call.
+ *
+ * @remarks
+ * A denied call does not run: the model gets an error `ToolMessage` saying why. With `onDenied: "throw"` the run fails
+ * instead, with LangChain's `MiddlewareError` whose `cause` is the {@link ToolCallDeniedError} (LangChain wraps what
+ * a middleware throws).
+ *
+ * When a policy asks for approval, the run pauses with an {@link ApprovalInterrupt} — the shape of
+ * `humanInTheLoopMiddleware` — until it is resumed with `approve` or `reject`; this needs a checkpointer. Each call
+ * pauses on its own, so two calls needing approval in one step are two interrupts, resumed by interrupt id. Guard a
+ * tool with this or with {@link guardTools}, not both.
+ *
+ * Provider-side tools, which run at the model provider rather than in the tool node, are not offered either:
+ * hopguard cannot authorize their calls. With `hideTools: false` the model is offered every tool as given.
+ *
+ * @example
+ * ```ts
+ * import { createAgent } from "langchain";
+ * import { MemorySaver } from "@langchain/langgraph";
+ * import { hopguardMiddleware } from "hopguard/langchain";
+ *
+ * const agent = createAgent({
+ *   model,
+ *   tools: await mcp.getTools("filesystem"),
+ *   middleware: [hopguardMiddleware({ server: "filesystem" })],
+ *   checkpointer: new MemorySaver(),
+ * });
+ * const researcher = await alice.delegate({ id: "researcher", roles: ["agent"] });
+ * await agent.invoke(
+ *   { messages: [{ role: "user", content: "What is in notes.md?" }] },
+ *   { context: { delegation: researcher }, configurable: { thread_id: "1" } },
+ * );
+ * ```
+ */
+export function hopguardMiddleware(options: HopguardMiddlewareOptions = {}) {
+  const { hideTools = true } = options;
+  const chainOf = (context: unknown) => resolveDelegation(options.delegation, contextDelegation(context));
+
+  return createMiddleware({
+    name: "hopguard",
+    wrapModelCall: async (request, handler) => {
+      if (!hideTools) return handler(request);
+      const tools = await callableTools(chainOf(request.runtime.context), request.tools, options);
+      return handler({ ...request, tools });
+    },
+    wrapToolCall: async (request, handler) => {
+      const { toolCall, runtime } = request;
+      let target: ToolTarget;
+      try {
+        target = toolTarget(toolCall.name, options);
+      } catch (error) {
+        // No target, nothing to ask the PDP about: refused like any other call that cannot be authorized.
+        if (options.onDenied === "throw") throw error;
+        const reason = error instanceof Error ? error.message : String(error);
+        return refusalMessage(toolCall, refusalText({ server: "(unknown)", tool: toolCall.name }, reason));
+      }
+      const call = {
+        name: toolCall.name,
+        args: toolCall.args,
+        id: toolCall.id,
+        target,
+        annotations: annotationsOf(request.tool),
+      };
+      const verdict = await checkCall(
+        call,
+        { delegation: chainOf(runtime.context), interrupt: runtime.interrupt, signal: runtime.signal },
+        options,
+      );
+      return verdict.allowed ? handler(request) : refusalMessage(call, verdict.refusal);
+    },
+  });
+}
+
+/** The client tools `delegation` could call, in order; none without a chain or when the PDP cannot answer. */
+async function callableTools(
+  delegation: Delegation | undefined,
+  tools: readonly (ClientTool | ServerTool)[],
+  options: HopguardMiddlewareOptions,
+): Promise<ClientTool[]> {
+  if (delegation === undefined) return [];
+  const described: (ToolDescriptor & { client: ClientTool })[] = [];
+  for (const tool of tools) {
+    if (!isClientTool(tool)) continue;
+    let target: ToolTarget;
+    try {
+      target = toolTarget(tool.name, options);
+    } catch {
+      continue;
+    }
+    described.push({ ...target, annotations: annotationsOf(tool), client: tool });
+  }
+  try {
+    return (await delegation.callableTools(described)).map((tool) => tool.client);
+  } catch {
+    // The listing span records why; offering nothing fails closed, and the run goes on without tools.
+    return [];
+  }
+}
+
+function isClientTool(tool: ClientTool | ServerTool): tool is ClientTool & { name: string } {
+  return typeof (tool as { invoke?: unknown }).invoke === "function" && typeof tool.name === "string";
+}

@@ -1,0 +1,1 @@
+export { type GuardMcpClientOptions, guardMcpClient, type McpApprovalRequest } from "./guard-mcp-client.ts";
