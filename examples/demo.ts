@@ -1,76 +1,218 @@
-// The main job: on a real Cerbos PDP started from npm, alice delegates to a planner agent, which delegates to a
-// researcher agent. Every tool call is checked at every hop; each decision is printed as a per-hop tree and recorded
-// as an OpenTelemetry span, written to an OTLP-JSON file at the end.
+// The main job, offline in seconds: on a real Cerbos PDP started from npm, alice asks a planner agent (LangChain
+// createAgent) for a briefing; the planner hands research to a researcher sub-agent (Vercel AI SDK). Both work with
+// the real filesystem and memory MCP servers from npm, driven by scripted models. Every tool call is authorized for
+// every hop of the chain and printed as a per-hop tree, straight from its OpenTelemetry span; the trace is written
+// as an OTLP-JSON file at the end.
 //   npm install && npm run demo
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createGuard, type Delegation, DelegationError, formatDecisionTree, startLocalPdp } from "hopguard";
+import { createMCPClient } from "@ai-sdk/mcp";
+import { StdioMCPTransport } from "@ai-sdk/mcp/mcp-stdio";
+import type { ClientTool } from "@langchain/core/tools";
+import { Command, MemorySaver } from "@langchain/langgraph";
+import { MultiServerMCPClient } from "@langchain/mcp-adapters";
+import { generateText, type ModelMessage, stepCountIs } from "ai";
+import { createGuard, startLocalPdp } from "hopguard";
+import { callableToolSet, guardTools, hopguardToolApproval } from "hopguard/ai";
+import { agentTool, hopguardMiddleware } from "hopguard/langchain";
+import { AIMessage, createAgent, fakeModel } from "langchain";
+import { DecisionPrinter } from "./demo/decision-printer.ts";
+import { mcpServers } from "./demo/mcp-servers.ts";
+import { scriptedModel } from "./demo/scripted-model.ts";
 import { traceToFile } from "./demo/trace-file.ts";
 
-const tracing = traceToFile();
+const scratch = realpathSync(mkdtempSync(join(tmpdir(), "hopguard-demo-")));
+const workspace = join(scratch, "alice");
+mkdirSync(workspace);
+writeFileSync(
+  join(workspace, "notes.md"),
+  "Launch moved to Thursday. Risks: the payment provider's sandbox is flaky.\n",
+);
+writeFileSync(join(workspace, "draft.md"), "Briefing draft\n");
+const file = (name: string) => join(workspace, name);
+
+const tracing = traceToFile(new DecisionPrinter());
 const started = performance.now();
 const pdp = await startLocalPdp();
-console.log(`Cerbos PDP from npm healthy at ${pdp.grpcAddress} in ${(performance.now() - started).toFixed(0)} ms\n`);
+console.log(`Cerbos PDP (from npm) healthy at ${pdp.grpcAddress} in ${(performance.now() - started).toFixed(0)} ms`);
+console.log(`alice's workspace, served by the real MCP filesystem server: ${workspace}`);
+
+// LangChain loads both servers' tools with server-prefixed names; the AI SDK gets its own clients.
+const langchainMcp = new MultiServerMCPClient({
+  prefixToolNameWithServerName: true,
+  mcpServers: {
+    filesystem: { transport: "stdio", ...mcpServers.filesystem(workspace), stderr: "ignore" },
+    memory: { transport: "stdio", ...mcpServers.memory(join(scratch, "memory.jsonl")), stderr: "ignore" },
+  },
+});
+const aiFilesystem = await createMCPClient({
+  transport: new StdioMCPTransport({ ...mcpServers.filesystem(workspace), stderr: "ignore" }),
+});
+const aiMemory = await createMCPClient({
+  transport: new StdioMCPTransport({ ...mcpServers.memory(join(scratch, "memory.jsonl")), stderr: "ignore" }),
+});
 
 try {
   const guard = createGuard({ client: pdp.client, tracer: tracing.tracer });
   const alice = guard.forUser({
     id: "alice",
     roles: ["user"],
-    attr: { department: "engineering", workspace: "/workspace/alice", tenant: "acme" },
+    attr: { department: "engineering", workspace, tenant: "acme" },
   });
-  const planner = await alice.delegate({ id: "planner", roles: ["agent", "planner"] });
-  const researcher = await planner.delegate({
-    id: "researcher",
-    roles: ["agent", "researcher"],
-    scope: { tools: ["filesystem/read_*", "filesystem/list_directory", "memory/*"] },
-  });
+  const memoryTools = await aiMemory.tools();
+  const aiTools = {
+    ...guardTools(await aiFilesystem.tools(), { server: "filesystem" }),
+    ...guardTools(memoryTools, { server: "memory" }),
+  };
+  // One tool set, two servers: name each tool's server for the helpers that take the merged set.
+  const serverOf = (tool: string) => ({ server: Object.hasOwn(memoryTools, tool) ? "memory" : "filesystem", tool });
 
-  section("Every hop decides: alice → planner → researcher");
-  const calls = [
-    { server: "filesystem", tool: "read_file", arguments: { path: "/workspace/alice/notes.md" } },
-    { server: "filesystem", tool: "read_file", arguments: { path: "/workspace/bob/salaries.csv" } },
-    { server: "filesystem", tool: "write_file", arguments: { path: "/workspace/alice/plan.md", content: "…" } },
-    { server: "filesystem", tool: "move_file", arguments: { source: "/workspace/alice/a", destination: "/tmp/a" } },
-    { server: "memory", tool: "delete_entities", arguments: { entityNames: ["alice"] } },
-  ];
-  for (const actor of [alice, planner, researcher]) {
-    for (const call of calls) await show(actor, call);
-  }
+  section("1. alice → planner (LangChain) → researcher (AI SDK)");
 
-  section("Delegation is checked too, and scope only narrows");
-  await attempt("planner → another planner", () => planner.delegate({ id: "planner-2", roles: ["agent", "planner"] }));
-  await attempt("researcher widening to filesystem/*", () =>
-    researcher.delegate({ id: "helper", roles: ["agent"], scope: { tools: ["filesystem/*"] } }),
+  // The researcher: an AI SDK agent. It runs inside the planner's `research` tool, under the extended chain.
+  const researcherModel = scriptedModel(
+    {
+      calls: [
+        { id: "r1", tool: "read_text_file", input: { path: file("notes.md") } },
+        { id: "r2", tool: "read_text_file", input: { path: join(scratch, "bob", "salaries.csv") } },
+        {
+          id: "r3",
+          tool: "create_entities",
+          input: { entities: [{ name: "launch", entityType: "event", observations: ["Thursday"] }] },
+        },
+        { id: "r4", tool: "write_file", input: { path: file("notes.md"), content: "overwritten" } },
+      ],
+    },
+    { text: "Launch is on Thursday; the payment sandbox is the main risk." },
   );
-  await attempt("researcher → planner (cycle)", () => researcher.delegate({ id: "planner", roles: ["agent"] }));
+  const research = agentTool(
+    async ({ task, delegation }) => {
+      // An app would hand the model only `callable`. The demo hands it every tool, to show guardTools refusing at call
+      // time whichever hop — or the scope — says no.
+      const callable = await callableToolSet(aiTools, { resolveTool: serverOf, delegation });
+      console.log(`  · so its model could be given just: ${Object.keys(callable).join(", ")}`);
+      const { text } = await generateText({
+        model: researcherModel,
+        tools: aiTools,
+        prompt: task,
+        stopWhen: stepCountIs(3),
+      });
+      return text;
+    },
+    {
+      name: "research",
+      description: "Reads alice's workspace and memory, and reports what it found",
+      agent: {
+        id: "researcher",
+        roles: ["agent", "researcher"],
+        scope: { tools: ["filesystem/read_*", "filesystem/list_*", "memory/*"] },
+      },
+    },
+  );
 
-  const traceFile = join(tmpdir(), `hopguard-demo-${process.pid}.otlp.json`);
+  const plannerTools: ClientTool[] = [...(await langchainMcp.getTools()), research];
+  const planner = createAgent({
+    model: fakeModel()
+      .respondWithTools([
+        { name: "memory__read_graph", args: {}, id: "p1" },
+        { name: "filesystem__write_file", args: { path: file("plan.md"), content: "plan" }, id: "p2" },
+      ])
+      .respondWithTools([{ name: "research", args: { task: "What changed about the launch?" }, id: "p3" }])
+      .respond(new AIMessage("Briefing: launch on Thursday; watch the payment sandbox.")),
+    tools: plannerTools,
+    middleware: [hopguardMiddleware()],
+  });
+  const briefing = await planner.invoke(
+    { messages: [{ role: "user", content: "Brief me on the launch" }] },
+    { context: { delegation: await alice.delegate({ id: "planner", roles: ["agent", "planner"] }) } },
+  );
+  console.log(`\n  planner's answer: ${briefing.messages.at(-1)?.text}`);
+  console.log(`  plan.md written by the planner? ${existsSync(file("plan.md")) ? "YES (bug!)" : "no — denied"}`);
+
+  section("2. Delegation is authorized too, and scope only narrows");
+  const planning = await alice.delegate({ id: "planner-x", roles: ["agent", "planner"] });
+  await planning.delegate({ id: "planner-y", roles: ["agent", "planner"] }).catch(() => undefined);
+  await planning
+    .delegate({ id: "helper", roles: ["agent"], scope: { tools: ["filesystem/read_*"] } })
+    .then((helper) => helper.delegate({ id: "sub-helper", roles: ["agent"], scope: { tools: ["filesystem/*"] } }))
+    .catch(() => undefined);
+
+  section("3. A rule asks for a person: approvals in both frameworks");
+  const scribe = await alice.delegate({ id: "scribe", roles: ["agent", "writer"] });
+
+  // LangChain: the middleware pauses the run with a HITL interrupt; a person approves; the run resumes.
+  const scribeAgent = createAgent({
+    model: fakeModel()
+      .respondWithTools([
+        {
+          name: "filesystem__move_file",
+          args: { source: file("draft.md"), destination: file("briefing.md") },
+          id: "s1",
+        },
+      ])
+      .respond(new AIMessage("Published the briefing.")),
+    tools: await langchainMcp.getTools(),
+    middleware: [hopguardMiddleware()],
+    checkpointer: new MemorySaver(),
+  });
+  const thread = { context: { delegation: scribe }, configurable: { thread_id: "publish" } };
+  const paused = await scribeAgent.invoke({ messages: [{ role: "user", content: "Publish the draft" }] }, thread);
+  const interrupt = paused.__interrupt__?.[0]?.value as { actionRequests?: { description?: string }[] } | undefined;
+  const asked = interrupt?.actionRequests?.[0]?.description?.split("\n")[0];
+  console.log(`\n  ⏸ LangChain run paused for approval (a HITL interrupt): ${asked}`);
+  console.log("  ✔ a person approves");
+  await scribeAgent.invoke(new Command({ resume: { decisions: [{ type: "approve" }] } }), thread);
+  console.log(`  briefing.md published? ${existsSync(file("briefing.md")) ? "yes" : "no"}`);
+
+  // AI SDK: toolApproval answers 'user-approval'; the run stops with a request; a person approves; the next run moves.
+  const toolApproval = hopguardToolApproval({ resolveTool: serverOf });
+  const prompt: ModelMessage[] = [{ role: "user", content: "Archive the briefing" }];
+  const archive = { source: file("briefing.md"), destination: file("archive.md") };
+  const first = await guard.runAs(scribe, () =>
+    generateText({
+      model: scriptedModel({ calls: [{ id: "s2", tool: "move_file", input: archive }] }),
+      tools: aiTools,
+      toolApproval,
+      messages: prompt,
+    }),
+  );
+  const request = first.content.find((part) => part.type === "tool-approval-request");
+  console.log(
+    `\n  ⏸ AI SDK run stopped with a tool-approval request: ${request?.type === "tool-approval-request" ? request.reason : "none"}`,
+  );
+  console.log("  ✔ a person approves");
+  await guard.runAs(scribe, () =>
+    generateText({
+      model: scriptedModel({ text: "Archived." }),
+      tools: aiTools,
+      toolApproval,
+      messages: [
+        ...prompt,
+        ...first.response.messages,
+        {
+          role: "tool",
+          content: [
+            {
+              type: "tool-approval-response",
+              approvalId: request?.type === "tool-approval-request" ? request.approvalId : "",
+              approved: true,
+            },
+          ],
+        },
+      ],
+    }),
+  );
+  console.log(`  archive.md archived? ${existsSync(file("archive.md")) ? "yes" : "no"}`);
+
+  const traceFile = join(scratch, "trace.otlp.json");
   tracing.write(traceFile);
-  console.log(`\n${tracing.spanCount()} spans written as OTLP-JSON to ${traceFile}`);
+  console.log(`\n${tracing.spanCount()} spans written as OTLP-JSON: ${traceFile}`);
 } finally {
+  await Promise.allSettled([langchainMcp.close(), aiFilesystem.close(), aiMemory.close()]);
   await pdp.stop();
 }
 
-async function show(actor: Delegation, call: Parameters<Delegation["authorize"]>[0]): Promise<void> {
-  const decision = await actor.authorize(call);
-  console.log(`${actor.chain.join(" → ")}\n${indent(formatDecisionTree(decision))}\n`);
-}
-
-async function attempt(label: string, delegate: () => Promise<Delegation>): Promise<void> {
-  try {
-    const child = await delegate();
-    console.log(`  ${label}: allowed (${child.chain.join(" → ")})`);
-  } catch (error) {
-    if (!DelegationError.isInstance(error)) throw error;
-    console.log(`  ${label}: refused [${error.code}] ${error.message}`);
-  }
-}
-
 function section(title: string): void {
-  console.log(`\n=== ${title} ===\n`);
-}
-
-function indent(text: string): string {
-  return text.replace(/^/gm, "  ");
+  console.log(`\n=== ${title} ===`);
 }

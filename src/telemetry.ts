@@ -1,4 +1,5 @@
 import { type Attributes, type Span, SpanKind, SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
+import { approvalRequest } from "./approval.ts";
 import type { Decision } from "./decision.ts";
 import { DelegationError, HopguardError } from "./errors.ts";
 import { version } from "./version.ts";
@@ -24,6 +25,7 @@ export const SpanAttributes = {
   hopPolicies: "hopguard.hop.policies",
   hopCallIds: "hopguard.hop.cerbos_call_ids",
   errorCode: "hopguard.error.code",
+  approval: "hopguard.approval",
   toolsOffered: "hopguard.tools.offered",
   toolsCallable: "hopguard.tools.callable",
 } as const;
@@ -100,6 +102,7 @@ export function recordDecision(span: Span, decision: Decision): void {
     [SpanAttributes.hopCallIds]: decision.hops.map((hop) => hop.cerbosCallId),
   });
   if (decision.deniedBy !== undefined) span.setAttribute(SpanAttributes.deniedBy, decision.deniedBy);
+  if (approvalRequest(decision) !== undefined) span.setAttribute(SpanAttributes.approval, "required");
   for (const hop of decision.hops) {
     span.addEvent("hopguard.hop", {
       [HopEventAttributes.principalId]: hop.principalId,

@@ -4,7 +4,7 @@ import { describe, expect, test } from "vitest";
 import { createGuard, DelegationError, HopEventAttributes, SpanAttributes, SpanNames } from "../src/index.ts";
 import { sharedPdpClient } from "./support/pdp.ts";
 import { memoryTracing, onlySpan } from "./support/tracing.ts";
-import { alice, planner, researcher } from "./support/users.ts";
+import { alice, planner, researcher, scribe } from "./support/users.ts";
 
 const client = sharedPdpClient();
 const writeReport = {
@@ -123,5 +123,24 @@ describe("decision spans", () => {
       .authorize({ ...writeReport, tool: "read_file" });
     expect(decision.allowed).toBe(true);
     expect(decision.requestId).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  test("an allowed call that a rule wants a person to approve says so on its span", async () => {
+    const tracing = memoryTracing();
+    const chain = await createGuard({ client, tracer: tracing.tracer }).forUser(alice).delegate(scribe);
+    tracing.reset();
+    await chain.authorize({
+      server: "filesystem",
+      tool: "move_file",
+      arguments: { source: "/workspace/alice/a.md", destination: "/workspace/alice/b.md" },
+    });
+    await chain.authorize({ ...writeReport });
+    const [move, write] = tracing.spans().filter((span) => span.name === SpanNames.authorize);
+    expect(move?.attributes).toMatchObject({
+      [SpanAttributes.decision]: "allow",
+      [SpanAttributes.approval]: "required",
+    });
+    expect(write?.attributes[SpanAttributes.decision]).toBe("allow");
+    expect(write?.attributes[SpanAttributes.approval]).toBeUndefined();
   });
 });

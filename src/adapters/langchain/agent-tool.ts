@@ -3,8 +3,9 @@ import { type DynamicStructuredTool, tool } from "@langchain/core/tools";
 import { toActor } from "../../actor.ts";
 import { runAs } from "../../current-delegation.ts";
 import type { AgentInput, Delegation } from "../../delegation.ts";
-import { HopguardError, NoDelegationError } from "../../errors.ts";
+import { HopguardError, InvalidInputError, NoDelegationError } from "../../errors.ts";
 import { refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
+import { rememberAgentTool } from "./agent-identity.ts";
 import { refusalMessage } from "./call-check.ts";
 import { contextDelegation, type HopguardContext } from "./options.ts";
 
@@ -15,6 +16,22 @@ export interface InvocableAgent {
     config: { context: HopguardContext; signal?: AbortSignal },
   ): Promise<{ messages: BaseMessage[] }>;
 }
+
+/** What a function given to {@link agentTool} receives. */
+export interface AgentRequest {
+  /** The task the parent model handed over. */
+  task: string;
+  /** The chain extended to this agent; it is also the ambient chain (`runAs`) while the function runs. */
+  delegation: Delegation;
+  /** Aborts with the parent's tool call. */
+  signal: AbortSignal | undefined;
+}
+
+/**
+ * The agent behind an agent tool: a `createAgent` agent, or a function that runs any other agent — an AI SDK
+ * `ToolLoopAgent`, say — and answers with its text.
+ */
+export type SubAgent = InvocableAgent | ((request: AgentRequest) => PromiseLike<string | { text: string }>);
 
 /** Options for {@link agentTool}. */
 export interface AgentToolOptions {
@@ -34,10 +51,12 @@ export interface AgentToolOptions {
 
 /**
  * Exposes an agent as a tool of a parent agent. Each call first delegates the parent's chain to the sub-agent, then
- * runs it with the longer chain — in its context and as the ambient chain — and answers with its final message.
+ * runs it with the longer chain — in its context and as the ambient chain — and answers with its final message. The
+ * sub-agent may be another `createAgent` agent or a function running an agent of any framework.
  *
  * @remarks
- * Whatever the sub-agent calls is authorized for every hop, so it cannot do what its parent may not. A refused
+ * Whatever the sub-agent calls is authorized for every hop, so it cannot do what its parent may not. The tool
+ * authorizes itself by delegating, so {@link hopguardMiddleware} and {@link guardTools} pass it through. A refused
  * delegation, a PDP that cannot answer, or no chain at all gives the parent's model a refusal, not an exception.
  * The sub-agent's runtime context is `{ delegation }`, in place of the parent's. Throws {@link InvalidInputError} at
  * once when `options.agent` is malformed.
@@ -61,10 +80,13 @@ export interface AgentToolOptions {
  * await orchestrator.invoke({ messages }, { context: { delegation: await alice.delegate(planner) } });
  * ```
  */
-export function agentTool(agent: InvocableAgent, options: AgentToolOptions): DynamicStructuredTool {
+export function agentTool(agent: SubAgent, options: AgentToolOptions): DynamicStructuredTool {
   const { name, description } = options;
+  if (typeof agent !== "function" && typeof agent?.invoke !== "function") {
+    throw new InvalidInputError("agent", "must be a createAgent agent (with invoke) or a function running one");
+  }
   toActor(options.agent, "options.agent");
-  return tool(
+  const agentTool = tool(
     async (input, config) => {
       const refuse = (reason: string) => {
         const refusal = refusalText({ server: "agent", tool: options.agent.id }, reason);
@@ -80,13 +102,7 @@ export function agentTool(agent: InvocableAgent, options: AgentToolOptions): Dyn
         throw error;
       }
       const { task } = input as { task: string };
-      const result = await runAs(child, () =>
-        agent.invoke(
-          { messages: [{ role: "user", content: task }] },
-          { context: { delegation: child }, ...(config.signal === undefined ? {} : { signal: config.signal }) },
-        ),
-      );
-      return result.messages.at(-1)?.text ?? "";
+      return runAs(child, () => run(agent, { task, delegation: child, signal: config.signal }));
     },
     {
       name,
@@ -98,4 +114,19 @@ export function agentTool(agent: InvocableAgent, options: AgentToolOptions): Dyn
       },
     },
   );
+  rememberAgentTool(agentTool);
+  return agentTool;
+}
+
+async function run(agent: SubAgent, request: AgentRequest): Promise<string> {
+  const { task, delegation, signal } = request;
+  if (typeof agent === "function") {
+    const answer = await agent(request);
+    return typeof answer === "string" ? answer : answer.text;
+  }
+  const result = await agent.invoke(
+    { messages: [{ role: "user", content: task }] },
+    { context: { delegation }, ...(signal === undefined ? {} : { signal }) },
+  );
+  return result.messages.at(-1)?.text ?? "";
 }

@@ -9,6 +9,7 @@ import {
   type ToolSchemaBase,
 } from "@langchain/core/tools";
 import { resolveDelegation } from "../../tool-call-outcome.ts";
+import { isAgentTool } from "./agent-identity.ts";
 import { annotationsOf, type CheckedCall, checkCall, refusalMessage } from "./call-check.ts";
 import { contextDelegation, type ToolGuardOptions } from "./options.ts";
 import { type ToolTarget, toolTarget } from "./tool-target.ts";
@@ -56,7 +57,10 @@ export function guardTools(
   tools: readonly StructuredToolInterface[],
   options: GuardToolsOptions = {},
 ): StructuredTool[] {
-  return tools.map((tool) => new GuardedTool(tool, toolTarget(tool.name, options), options));
+  return tools.map((tool) =>
+    // An agentTool authorizes itself, by delegating; guarding it as an MCP tool would refuse it.
+    isAgentTool(tool) ? (tool as StructuredTool) : new GuardedTool(tool, toolTarget(tool.name, options), options),
+  );
 }
 
 /** A tool that asks hopguard before handing a call to the tool it wraps. */

@@ -1,4 +1,10 @@
-export { type AgentToolOptions, agentTool, type InvocableAgent } from "./agent-tool.ts";
+export {
+  type AgentRequest,
+  type AgentToolOptions,
+  agentTool,
+  type InvocableAgent,
+  type SubAgent,
+} from "./agent-tool.ts";
 export type { ApprovalInterrupt } from "./approval-interrupt.ts";
 export { type GuardToolsOptions, guardTools } from "./guard-tools.ts";
 export { type HopguardMiddlewareOptions, hopguardMiddleware } from "./middleware.ts";

@@ -3,6 +3,7 @@ import { createMiddleware } from "langchain";
 import type { Delegation } from "../../delegation.ts";
 import { refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
 import type { ToolDescriptor } from "../../tool-listing.ts";
+import { isAgentTool } from "./agent-identity.ts";
 import { annotationsOf, checkCall, refusalMessage } from "./call-check.ts";
 import { contextDelegation, type ToolGuardOptions } from "./options.ts";
 import { type ToolTarget, toolTarget } from "./tool-target.ts";
@@ -67,6 +68,7 @@ export function hopguardMiddleware(options: HopguardMiddlewareOptions = {}) {
     },
     wrapToolCall: async (request, handler) => {
       const { toolCall, runtime } = request;
+      if (isAgentTool(request.tool)) return handler(request);
       let target: ToolTarget;
       try {
         target = toolTarget(toolCall.name, options);
@@ -101,8 +103,14 @@ async function callableTools(
 ): Promise<ClientTool[]> {
   if (delegation === undefined) return [];
   const described: (ToolDescriptor & { client: ClientTool })[] = [];
+  const agents = new Set<ClientTool>();
   for (const tool of tools) {
     if (!isClientTool(tool)) continue;
+    if (isAgentTool(tool)) {
+      agents.add(tool);
+      described.push({ server: "agent", tool: tool.name, client: tool });
+      continue;
+    }
     let target: ToolTarget;
     try {
       target = toolTarget(tool.name, options);
@@ -112,7 +120,11 @@ async function callableTools(
     described.push({ ...target, annotations: annotationsOf(tool), client: tool });
   }
   try {
-    return (await delegation.callableTools(described)).map((tool) => tool.client);
+    // Agent tools are offered as they are: calling one asks every hop whether it may delegate.
+    const listed = new Set(
+      (await delegation.callableTools(described.filter((tool) => !agents.has(tool.client)))).map((tool) => tool.client),
+    );
+    return described.map((tool) => tool.client).filter((tool) => agents.has(tool) || listed.has(tool));
   } catch {
     // The listing span records why; offering nothing fails closed, and the run goes on without tools.
     return [];

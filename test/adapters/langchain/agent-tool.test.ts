@@ -4,12 +4,24 @@ import type { ToolMessage } from "@langchain/core/messages";
 import { Command, MemorySaver } from "@langchain/langgraph";
 import { AIMessage, createAgent, fakeModel } from "langchain";
 import { beforeAll, describe, expect, test } from "vitest";
-import { type ApprovalInterrupt, agentTool, hopguardMiddleware } from "../../../src/adapters/langchain/index.ts";
-import { createGuard, type Delegation, InvalidInputError, SpanAttributes, SpanNames } from "../../../src/index.ts";
+import {
+  type ApprovalInterrupt,
+  agentTool,
+  guardTools,
+  hopguardMiddleware,
+} from "../../../src/adapters/langchain/index.ts";
+import {
+  createGuard,
+  currentDelegation,
+  type Delegation,
+  InvalidInputError,
+  SpanAttributes,
+  SpanNames,
+} from "../../../src/index.ts";
 import { sharedPdpClient } from "../../support/pdp.ts";
 import { memoryTracing } from "../../support/tracing.ts";
-import { planner, scribe } from "../../support/users.ts";
-import { startWorkspace, toolMessages, type Workspace } from "./support.ts";
+import { planner, researcher, scribe } from "../../support/users.ts";
+import { startWorkspace, toolMessages, toolsOffered, type Workspace } from "./support.ts";
 
 const tracing = memoryTracing();
 const guard = createGuard({ client: sharedPdpClient(), tracer: tracing.tracer });
@@ -151,5 +163,58 @@ describe("agentTool", () => {
     expect(() => agentTool(sub.agent, { name: "x", description: "x", agent: { id: "", roles: [] } })).toThrow(
       InvalidInputError,
     );
+  });
+
+  test("a function can run a sub-agent of another framework under the extended chain", async () => {
+    const seen: { task: string; chain: readonly string[]; ambient: readonly string[] | undefined }[] = [];
+    const parent = orchestrator(
+      agentTool(
+        async ({ task, delegation }) => {
+          seen.push({ task, chain: delegation.chain, ambient: currentDelegation()?.chain });
+          return { text: `researched: ${task}` };
+        },
+        { name: "research", description: "Finds things out", agent: researcher },
+      ),
+    );
+    const result = await parent.invoke(
+      { messages: [{ role: "user", content: "go" }] },
+      { context: { delegation: asPlanner } },
+    );
+    const chain = [workspace.user.id, "planner", "researcher"];
+    expect(seen).toEqual([{ task: "write the draft", chain, ambient: chain }]);
+    expect(toolMessages(result.messages).get("delegate-1")?.text).toBe("researched: write the draft");
+  });
+
+  test("something that is neither an agent nor a function is rejected when the tool is made", () => {
+    expect(() => agentTool({} as never, { name: "x", description: "x", agent: researcher })).toThrow(InvalidInputError);
+  });
+
+  test("hopguardMiddleware and guardTools pass an agent tool through: it authorizes itself by delegating", async () => {
+    tracing.reset();
+    const research = agentTool(async ({ task }) => `done: ${task}`, {
+      name: "research",
+      description: "Finds things out",
+      agent: researcher,
+    });
+    expect(guardTools([research])[0]).toBe(research);
+    const recorder = toolsOffered();
+    const model = fakeModel()
+      .respondWithTools([{ name: "research", args: { task: "look" }, id: "r-1" }])
+      .respond(new AIMessage("ok"));
+    const parent = createAgent({
+      model,
+      tools: [research],
+      middleware: [hopguardMiddleware({ server: "filesystem" }), recorder.middleware],
+    });
+
+    const result = await parent.invoke(
+      { messages: [{ role: "user", content: "go" }] },
+      { context: { delegation: asPlanner } },
+    );
+
+    expect(recorder.offered[0]).toEqual(["research"]);
+    expect(toolMessages(result.messages).get("r-1")?.text).toBe("done: look");
+    const delegations = tracing.spans().filter((span) => span.name === SpanNames.delegate);
+    expect(delegations.map((span) => span.attributes[SpanAttributes.delegateTo])).toEqual(["researcher"]);
   });
 });
