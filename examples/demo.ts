@@ -17,10 +17,10 @@ import { createGuard, startLocalPdp } from "hopguard";
 import { callableToolSet, guardTools, hopguardToolApproval } from "hopguard/ai";
 import { agentTool, hopguardMiddleware } from "hopguard/langchain";
 import { AIMessage, createAgent, fakeModel } from "langchain";
-import { DecisionPrinter } from "./demo/decision-printer.ts";
-import { mcpServers } from "./demo/mcp-servers.ts";
-import { scriptedModel } from "./demo/scripted-model.ts";
-import { traceToFile } from "./demo/trace-file.ts";
+import { DecisionPrinter } from "./support/decision-printer.ts";
+import { mcpServers } from "./support/mcp-servers.ts";
+import { scriptedModel } from "./support/scripted-model.ts";
+import { traceToFile } from "./support/trace-file.ts";
 
 const scratch = realpathSync(mkdtempSync(join(tmpdir(), "hopguard-demo-")));
 const workspace = join(scratch, "alice");

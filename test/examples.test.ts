@@ -1,0 +1,79 @@
+import { execFile } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { beforeAll, describe, expect, test } from "vitest";
+
+// The demo and the examples run exactly as a user runs them: `node examples/<file>.ts`, importing the built package
+// through its exports map ("hopguard", "hopguard/langchain", ...). So build first, as `npm run demo` does.
+const run = promisify(execFile);
+const root = fileURLToPath(new URL("..", import.meta.url));
+const node = (script: string) => run(process.execPath, [script], { cwd: root, timeout: 90_000 });
+
+beforeAll(async () => {
+  await run(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], { cwd: root });
+}, 120_000);
+
+describe("npm run demo", () => {
+  test("shows allowed, denied-by-hop, denied-by-scope and approval-required calls across both frameworks", async () => {
+    const { stdout } = await node("examples/demo.ts");
+
+    expect(stdout).toMatch(/ALLOW memory\/read_graph {2}allowed: every hop of alice → planner/);
+    expect(stdout).toMatch(/DENY {2}filesystem\/write_file {2}denied by agent "planner" \(hop 1 of alice → planner\)/);
+    expect(stdout).toContain("delegation alice → planner ⇒ researcher: allowed");
+    expect(stdout).toMatch(/ALLOW filesystem\/read_text_file {2}allowed: every hop of alice → planner → researcher/);
+    expect(stdout).toMatch(/DENY {2}filesystem\/read_text_file {2}denied by user "alice" \(hop 0/);
+    expect(stdout).toMatch(
+      /DENY {2}memory\/create_entities {2}denied by agent "planner" \(hop 1 of alice → planner → researcher\)/,
+    );
+    expect(stdout).toMatch(/DENY {2}filesystem\/write_file {2}denied by scope/);
+    expect(stdout).toContain("plan.md written by the planner? no — denied");
+    expect(stdout).toMatch(/planner-x ⇒ planner-y: REFUSED: denied by agent "planner-x"/);
+    expect(stdout).toMatch(/⇒ sub-helper: REFUSED: .*not within \[filesystem\/read_\*\]/);
+    expect(stdout).toContain("LangChain run paused for approval");
+    expect(stdout).toContain("briefing.md published? yes");
+    expect(stdout).toContain(
+      "AI SDK run stopped with a tool-approval request: moving files changes what others rely on",
+    );
+    expect(stdout).toContain("archive.md archived? yes");
+
+    const traceFile = /spans written as OTLP-JSON: (\S+)/.exec(stdout)?.[1] ?? "";
+    expect(existsSync(traceFile)).toBe(true);
+    const trace = JSON.parse(readFileSync(traceFile, "utf8")) as {
+      resourceSpans: { scopeSpans: { spans: { name: string; attributes: { key: string }[] }[] }[] }[];
+    };
+    const spans = trace.resourceSpans.flatMap((resource) => resource.scopeSpans.flatMap((scope) => scope.spans));
+    const names = new Set(spans.map((span) => span.name));
+    expect(names).toEqual(new Set(["hopguard.authorize", "hopguard.delegate", "hopguard.list_tools"]));
+    const authorize = spans.find((span) => span.name === "hopguard.authorize");
+    expect(authorize?.attributes.map((attribute) => attribute.key)).toEqual(
+      expect.arrayContaining(["hopguard.chain", "gen_ai.tool.name", "hopguard.decision", "hopguard.hop.effects"]),
+    );
+  });
+});
+
+describe("examples", () => {
+  test("mcp-client.ts: the researcher sees read tools only, reads, and is refused a write", async () => {
+    const { stdout } = await node("examples/mcp-client.ts");
+    expect(stdout).toMatch(/researcher sees \d+ tools: .*read_text_file/);
+    expect(stdout).not.toMatch(/sees .*write_file/);
+    expect(stdout).toContain('read_text_file → [{"type":"text","text":"Launch moved to Thursday.\\n"}]');
+    expect(stdout).toMatch(/write_file → isError=true .*denied by agent \\"planner\\"/);
+  });
+
+  test("langchain.ts: the write runs, the move waits for approval and then runs", async () => {
+    const { stdout } = await node("examples/langchain.ts");
+    expect(stdout.split("\n").slice(0, 3)).toEqual([
+      "summary.md written: true",
+      "paused for approval: true; final.md yet: false",
+      "approved; final.md: true; agent says: Summary written and briefing published.",
+    ]);
+  });
+
+  test("ai-sdk.ts: the read returns the file, the write is denied and the notes are untouched", async () => {
+    const { stdout } = await node("examples/ai-sdk.ts");
+    expect(stdout).toContain("read_text_file → ");
+    expect(stdout).toMatch(/write_file → denied: hopguard refused filesystem\/write_file: denied by agent "planner"/);
+    expect(stdout).toContain("notes.md untouched: true");
+  });
+});
