@@ -6,22 +6,6 @@ export interface LatencyFigure {
   count: number;
 }
 
-/** Runs `fn` `warmup` times unmeasured, then `count` times one after another, timing each call. */
-export async function latency(
-  fn: () => Promise<unknown>,
-  count: number,
-  warmup = Math.min(200, count),
-): Promise<LatencyFigure> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const samples = new Float64Array(count);
-  for (let i = 0; i < count; i++) {
-    const started = performance.now();
-    await fn();
-    samples[i] = performance.now() - started;
-  }
-  return summarize(samples);
-}
-
 /**
  * Times several functions in turns (a, b, c, a, b, c, ...) after a shared warm-up, so that drift — JIT, the PDP's
  * caches, the machine's other work — lands on all of them alike instead of on whichever ran first.

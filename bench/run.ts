@@ -5,7 +5,7 @@ import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Principal } from "@cerbos/core";
 import { createGuard, type Delegation, type PdpClient, startLocalPdp, type ToolDescriptor } from "../src/index.ts";
-import { cpuPerCall, interleavedLatency, type LatencyFigure, latency, round, throughput } from "./measure.ts";
+import { cpuPerCall, interleavedLatency, type LatencyFigure, round, throughput } from "./measure.ts";
 import { toolFigures } from "./tool-figures.ts";
 
 const policyDir = fileURLToPath(new URL("./policies/", import.meta.url));

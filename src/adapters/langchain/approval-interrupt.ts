@@ -15,7 +15,7 @@ export interface ApprovalInterrupt {
     readonly server: string;
     readonly tool: string;
     readonly chain: readonly string[];
-    /** Every asking rule's reason, in chain order. */
+    /** The asking rules' distinct reasons, in chain order. */
     readonly reasons: readonly string[];
     /** The hops whose rules asked. */
     readonly requestedBy: readonly string[];
@@ -32,9 +32,7 @@ export function approvalInterrupt(
   decision: Decision,
   approval: ApprovalRequest,
 ): ApprovalInterrupt {
-  // Every hop whose rule asked gives its reason, often the same one.
-  const reasons = [...new Set(approval.reasons)];
-  const why = reasons.length === 0 ? "a policy asks for a person's approval" : reasons.join("; ");
+  const why = approval.reasons.length === 0 ? "a policy asks for a person's approval" : approval.reasons.join("; ");
   return {
     actionRequests: [
       {

@@ -86,6 +86,5 @@ export function annotationsOf(tool: unknown): Record<string, unknown> | undefine
 }
 
 function deniedError(outcome: Extract<ToolCallOutcome, { type: "denied" }>): Error {
-  if (outcome.decision !== undefined) return new ToolCallDeniedError(outcome.decision);
-  return outcome.error;
+  return outcome.decision === undefined ? outcome.error : new ToolCallDeniedError(outcome.decision);
 }
