@@ -47,9 +47,15 @@ export const SpanNames = {
   listTools: "hopguard.list_tools",
 } as const;
 
-/** The tracer to use when the caller gave none: the global one, a no-op until an SDK is registered. */
+let globalTracer: Tracer | undefined;
+
+/**
+ * The tracer to use when the caller gave none: the global one, a no-op until an SDK is registered. Fetched once: the
+ * API's proxy tracer follows a provider registered later, so the hot path need not ask again.
+ */
 export function defaultTracer(): Tracer {
-  return trace.getTracer("hopguard", version);
+  globalTracer ??= trace.getTracer("hopguard", version);
+  return globalTracer;
 }
 
 /**

@@ -143,4 +143,16 @@ describe("decision spans", () => {
     expect(write?.attributes[SpanAttributes.decision]).toBe("allow");
     expect(write?.attributes[SpanAttributes.approval]).toBeUndefined();
   });
+
+  test("a provider registered after the guard was created still gets the spans", async () => {
+    const guard = createGuard({ client });
+    const tracing = memoryTracing();
+    trace.setGlobalTracerProvider(tracing.provider);
+    try {
+      await guard.forUser(alice).authorize({ ...writeReport, tool: "read_file" });
+      expect(onlySpan(tracing.spans(), SpanNames.authorize).attributes[SpanAttributes.decision]).toBe("allow");
+    } finally {
+      trace.disable();
+    }
+  });
 });

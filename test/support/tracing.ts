@@ -12,11 +12,17 @@ import {
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 
 /** An in-memory tracer: hand `tracer` to the code under test, then read `spans()`. */
-export function memoryTracing(): { tracer: Tracer; spans: () => ReadableSpan[]; reset: () => void } {
+export function memoryTracing(): {
+  tracer: Tracer;
+  provider: BasicTracerProvider;
+  spans: () => ReadableSpan[];
+  reset: () => void;
+} {
   const exporter = new InMemorySpanExporter();
   const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
   return {
     tracer: provider.getTracer("hopguard-test"),
+    provider,
     spans: () => exporter.getFinishedSpans(),
     reset: () => exporter.reset(),
   };
