@@ -89,12 +89,16 @@ export function createToolGate(client: Client, options: GuardMcpClientOptions): 
   return {
     async admit(params, signal) {
       const delegation = resolveDelegation(explicit);
-      const call: ToolCall = {
-        server,
-        tool: params?.name,
-        arguments: params?.arguments,
-        annotations: delegation === undefined ? undefined : await annotationsOf(params?.name),
-      };
+      const call: ToolCall = { server, tool: params?.name, arguments: params?.arguments };
+      if (delegation !== undefined) {
+        try {
+          call.annotations = await annotationsOf(params?.name);
+        } catch (error) {
+          // Without the annotations the PDP cannot judge the call as its policies may expect: refuse it.
+          if (throws) throw error;
+          return refusal(call, `its annotations could not be read from the server: ${messageOf(error)}`);
+        }
+      }
       const outcome = await decideToolCall(delegation, call, { signal, tracer });
       switch (outcome.type) {
         case "allowed":
@@ -130,4 +134,8 @@ export function createToolGate(client: Client, options: GuardMcpClientOptions): 
       }
     },
   };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

@@ -299,7 +299,7 @@ describe("guardMcpClient: the rest of the client", () => {
 });
 
 /** A server that pages its tool list and counts how often it was listed. */
-async function startPagedServer() {
+async function startPagedServer({ failListing = false } = {}) {
   const pages: Tool[][] = [
     [
       { name: "read_file", inputSchema: { type: "object" }, annotations: { readOnlyHint: true } },
@@ -312,6 +312,7 @@ async function startPagedServer() {
   const mcp = new Server({ name: "paged", version: "0.0.0" }, { capabilities: { tools: {} } });
   mcp.setRequestHandler(ListToolsRequestSchema, (request) => {
     listings++;
+    if (failListing) throw new Error("tool registry unavailable");
     return request.params?.cursor === "2" ? { tools: pages[1] } : { tools: pages[0], nextCursor: "2" };
   });
   mcp.setRequestHandler(CallToolRequestSchema, (request) => {
@@ -371,6 +372,22 @@ describe("guardMcpClient: listings and annotations", () => {
     expect(checkedAnnotations.at(-1)).toEqual({ readOnlyHint: true });
     expect(paged.executed).toEqual(["read_file", "read_file"]);
   });
+});
+
+test("a server whose tool list fails cannot have a call judged without annotations: refused, nothing runs", async () => {
+  const broken = await startPagedServer({ failListing: true });
+  try {
+    const delegation = await guard.forUser(alice).delegate(scribe);
+    const refusing = guardMcpClient(broken.client, { server: "filesystem", delegation });
+    const result = await refusing.callTool(read);
+    expect(result.isError).toBe(true);
+    expect(JSON.stringify(result.content)).toContain("annotations could not be read");
+    const throwing = guardMcpClient(broken.client, { server: "filesystem", delegation, onDenied: "throw" });
+    await expect(throwing.callTool(read)).rejects.toThrow(/tool registry unavailable/);
+    expect(broken.executed).toEqual([]);
+  } finally {
+    await broken.close();
+  }
 });
 
 describe("guardMcpClient: where the client was used", () => {
