@@ -19,6 +19,9 @@ export interface ToolCall {
   toolCallId?: string | undefined;
 }
 
+/** The server and tool a framework's tool stands for: what the PDP is asked about. */
+export type ToolTarget = Pick<ToolCall, "server" | "tool">;
+
 /** The Cerbos resource and action a tool call is checked as. */
 export interface ToolCallCheck {
   resource: Resource;

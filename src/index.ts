@@ -20,6 +20,7 @@ export {
   type ToolCall,
   type ToolCallCheck,
   type ToolCallMapper,
+  type ToolTarget,
   type ValidatedToolCall,
 } from "./cerbos-request.ts";
 export type { PdpClient } from "./pdp-client.ts";

@@ -216,23 +216,20 @@ async function waitHealthy(
   output: () => string,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const exited = once(child, "exit").then(([code, signal]) => ({ code, signal }));
-  let exit: { code: unknown; signal: unknown } | undefined;
-  void exited.then((value) => {
-    exit = value;
+  // "close", not "exit": it comes once the PDP's output is drained, so a failure can quote all of it.
+  let closed: { code: unknown; signal: unknown } | undefined;
+  const closing = once(child, "close").then(([code, signal]) => {
+    closed = { code, signal };
   });
   while (Date.now() < deadline) {
-    if (exit !== undefined) {
-      await new Promise((settle) => setImmediate(settle));
-      throw startFailure(output(), exit);
-    }
     try {
       const response = await fetch(`${httpAddress}/_cerbos/health`, { signal: AbortSignal.timeout(1000) });
       if (response.ok) return;
     } catch {
       // Not listening yet.
     }
-    await Promise.race([exited, new Promise((settle) => setTimeout(settle, 20))]);
+    await Promise.race([closing, new Promise((settle) => setTimeout(settle, 20))]);
+    if (closed !== undefined) throw startFailure(output(), closed);
   }
   throw new LocalPdpError(
     "local_pdp_failed_to_start",

@@ -1,13 +1,14 @@
 import type { Tracer } from "@opentelemetry/api";
 import type { Tool, ToolExecutionOptions, ToolSet } from "ai";
 import { declinedApproval } from "../../approval.ts";
+import type { ToolTarget } from "../../cerbos-request.ts";
 import type { Delegation } from "../../delegation.ts";
 import { InvalidInputError, ToolCallDeniedError } from "../../errors.ts";
 import { decideToolCall, refusalText, resolveDelegation, type ToolCallOutcome } from "../../tool-call-outcome.ts";
 import { agentOf } from "./agent-identity.ts";
 import { delegationsInToolOptions } from "./delegation-context.ts";
 import { approvedByHuman } from "./human-approval.ts";
-import { type ToolTarget, type ToolTargetOptions, toolTargetResolver, toToolCall } from "./tool-target.ts";
+import { type ToolTargetOptions, toolTargetResolver, toToolCall } from "./tool-target.ts";
 
 /** Options for {@link guardTools}. */
 export interface GuardToolsOptions extends ToolTargetOptions {

@@ -20,4 +20,5 @@ export {
 
 // Where the chain and the tool names come from
 export type { DelegationContext } from "./delegation-context.ts";
-export type { ToolTarget, ToolTargetOptions } from "./tool-target.ts";
+export type { ToolTarget } from "../../cerbos-request.ts";
+export type { ToolTargetOptions } from "./tool-target.ts";

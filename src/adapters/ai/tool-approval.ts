@@ -1,11 +1,12 @@
 import type { Tracer } from "@opentelemetry/api";
 import type { Tool, ToolApprovalStatus, ToolSet } from "ai";
+import type { ToolTarget } from "../../cerbos-request.ts";
 import type { Delegation } from "../../delegation.ts";
 import { InvalidInputError } from "../../errors.ts";
 import { decideToolCall, refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
 import { agentOf } from "./agent-identity.ts";
 import { delegationIn } from "./delegation-context.ts";
-import { type ToolTarget, type ToolTargetOptions, toolTargetResolver, toToolCall } from "./tool-target.ts";
+import { type ToolTargetOptions, toolTargetResolver, toToolCall } from "./tool-target.ts";
 
 /** Options for {@link hopguardToolApproval}. */
 export interface HopguardToolApprovalOptions extends ToolTargetOptions {

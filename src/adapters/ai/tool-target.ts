@@ -1,14 +1,6 @@
 import type { Tool } from "ai";
-import type { ToolCall } from "../../cerbos-request.ts";
+import type { ToolCall, ToolTarget } from "../../cerbos-request.ts";
 import { InvalidInputError } from "../../errors.ts";
-
-/** The MCP server and tool that a tool-set entry stands for in hopguard's Cerbos contract. */
-export interface ToolTarget {
-  /** Checked as resource kind `mcp::<server>`. No `/`. */
-  server: string;
-  /** Checked as resource id and action. */
-  tool: string;
-}
 
 /** How to name the server and tool of each entry of a tool set. */
 export interface ToolTargetOptions {

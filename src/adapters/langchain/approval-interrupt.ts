@@ -1,6 +1,6 @@
 import type { ApprovalRequest } from "../../approval.ts";
+import type { ToolTarget } from "../../cerbos-request.ts";
 import type { Decision } from "../../decision.ts";
-import type { ToolTarget } from "./tool-target.ts";
 
 /**
  * The value hopguard interrupts a run with when a policy asks a person to approve a call: the `HITLRequest` shape of

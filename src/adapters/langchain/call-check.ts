@@ -1,10 +1,10 @@
 import { ToolMessage } from "@langchain/core/messages";
+import type { ToolTarget } from "../../cerbos-request.ts";
 import type { Delegation } from "../../delegation.ts";
 import { ToolCallDeniedError } from "../../errors.ts";
 import { decideToolCall, refusalText, type ToolCallOutcome } from "../../tool-call-outcome.ts";
 import { approvalAnswer, approvalInterrupt } from "./approval-interrupt.ts";
 import type { ToolGuardOptions } from "./options.ts";
-import type { ToolTarget } from "./tool-target.ts";
 
 /** A tool call as LangChain makes it, with the server and tool it stands for. */
 export interface CheckedCall {

@@ -8,11 +8,12 @@ import {
   type ToolRunnableConfig,
   type ToolSchemaBase,
 } from "@langchain/core/tools";
+import type { ToolTarget } from "../../cerbos-request.ts";
 import { resolveDelegation } from "../../tool-call-outcome.ts";
 import { isAgentTool } from "./agent-identity.ts";
 import { annotationsOf, type CheckedCall, checkCall, refusalMessage } from "./call-check.ts";
 import { contextDelegation, type ToolGuardOptions } from "./options.ts";
-import { type ToolTarget, toolTarget } from "./tool-target.ts";
+import { toolTarget } from "./tool-target.ts";
 
 /** What a tool returns, as `StructuredTool` types it by default (`any`, since the tool decides). */
 type ToolOutput =

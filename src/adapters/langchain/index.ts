@@ -9,4 +9,5 @@ export type { ApprovalInterrupt } from "./approval-interrupt.ts";
 export { type GuardToolsOptions, guardTools } from "./guard-tools.ts";
 export { type HopguardMiddlewareOptions, hopguardMiddleware } from "./middleware.ts";
 export type { HopguardContext, ToolGuardOptions } from "./options.ts";
-export type { ToolTarget, ToolTargetOptions } from "./tool-target.ts";
+export type { ToolTarget } from "../../cerbos-request.ts";
+export type { ToolTargetOptions } from "./tool-target.ts";

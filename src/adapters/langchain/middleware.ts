@@ -1,12 +1,13 @@
 import type { ClientTool, ServerTool } from "@langchain/core/tools";
 import { createMiddleware } from "langchain";
+import type { ToolTarget } from "../../cerbos-request.ts";
 import type { Delegation } from "../../delegation.ts";
 import { refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
 import type { ToolDescriptor } from "../../tool-listing.ts";
 import { isAgentTool } from "./agent-identity.ts";
 import { annotationsOf, checkCall, refusalMessage } from "./call-check.ts";
 import { contextDelegation, type ToolGuardOptions } from "./options.ts";
-import { type ToolTarget, toolTarget } from "./tool-target.ts";
+import { toolTarget } from "./tool-target.ts";
 
 /** Options for {@link hopguardMiddleware}. */
 export interface HopguardMiddlewareOptions extends ToolGuardOptions {

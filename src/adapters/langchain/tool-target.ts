@@ -1,10 +1,5 @@
+import type { ToolTarget } from "../../cerbos-request.ts";
 import { InvalidInputError } from "../../errors.ts";
-
-/** The MCP server and tool a LangChain tool name stands for: what hopguard asks the PDP about. */
-export interface ToolTarget {
-  server: string;
-  tool: string;
-}
 
 /** How to tell which server and tool a LangChain tool name stands for. */
 export interface ToolTargetOptions {
