@@ -22,27 +22,50 @@ export interface Actor {
 /** Principal attribute names hopguard sets on every hop; a caller's attribute may not collide with them. */
 export const reservedAttributes: readonly string[] = Object.freeze(["onBehalfOf", "chain", "depth", "kind", "scope"]);
 
-/** Validates a caller's user or agent, so that nothing malformed reaches the PDP. */
+/** C0 and C1 controls, and format characters: zero-width spaces and joiners, bidi overrides, the BOM, tags. */
+export const invisibleCharacter = /[\p{Cc}\p{Cf}]/u;
+
+/**
+ * Validates a caller's user or agent, so that nothing malformed reaches the PDP.
+ *
+ * @remarks
+ * Ids and roles are normalized to Unicode NFC, so that two spellings of one name are one principal, and refused when
+ * they hold control or invisible (format) characters or surrounding white space, which would let a name that looks
+ * like another one pass for it.
+ */
 export function toActor(input: ActorInput, path: string): Actor {
   if (typeof input !== "object" || input === null) throw new InvalidInputError(path, "must be an object");
-  if (typeof input.id !== "string" || input.id.trim() === "") {
-    throw new InvalidInputError(`${path}.id`, "must be a non-empty string");
-  }
-  if (!Array.isArray(input.roles) || input.roles.length === 0) {
+  // Each field is read once: a getter gets no second chance to answer differently.
+  const { id, roles, attr: attributes } = input;
+  const actorId = toName(id, `${path}.id`);
+  if (!Array.isArray(roles) || roles.length === 0) {
     throw new InvalidInputError(`${path}.roles`, "must be a non-empty array of role names");
   }
-  input.roles.forEach((role, index) => {
-    if (typeof role !== "string" || role.trim() === "") {
-      throw new InvalidInputError(`${path}.roles[${index}]`, "must be a non-empty string");
-    }
-  });
-  const attr = toAttributeRecord(input.attr, `${path}.attr`);
+  const actorRoles = Array.from(roles as readonly unknown[], (role, index) => toName(role, `${path}.roles[${index}]`));
+  const attr = toAttributeRecord(attributes, `${path}.attr`);
   for (const name of reservedAttributes) {
     if (Object.hasOwn(attr, name)) {
       throw new InvalidInputError(`${path}.attr.${name}`, `"${name}" is reserved for hopguard's chain attributes`);
     }
   }
-  return deepFreeze({ id: input.id, roles: [...input.roles], attr });
+  return deepFreeze({ id: actorId, roles: actorRoles, attr });
+}
+
+/**
+ * The key two ids are compared by when looking for a cycle: NFKC, case-folded. Stricter than Cerbos, which tells
+ * `Planner` from `planner`: a chain may not come back to an agent under a look-alike name.
+ */
+export function identityKey(id: string): string {
+  return id.normalize("NFKC").toLowerCase();
+}
+
+function toName(value: unknown, path: string): string {
+  if (typeof value !== "string" || value.trim() === "") throw new InvalidInputError(path, "must be a non-empty string");
+  if (invisibleCharacter.test(value)) {
+    throw new InvalidInputError(path, "must not contain control or invisible (format) characters");
+  }
+  if (value.trim() !== value) throw new InvalidInputError(path, "must not start or end with white space");
+  return value.normalize("NFC");
 }
 
 /** Freezes a JSON-like value all the way down, so a Delegation cannot be changed after the PDP approved it. */

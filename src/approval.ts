@@ -51,6 +51,16 @@ function isApprovalOutput(value: Value | undefined): boolean {
   return typeof value === "object" && value !== null && !Array.isArray(value) && value.approval === "required";
 }
 
+/** A person's answer to an {@link ApprovalRequest}, as an adapter learned it. */
+export interface ApprovalAnswer {
+  /** Only `true` approves; anything else is a refusal. */
+  readonly approved: boolean;
+  /** Who answered, when the approval flow says (a user id, an email). */
+  readonly approver?: string | undefined;
+  /** What they said, if anything. */
+  readonly reason?: string | undefined;
+}
+
 /**
  * The decision for an allowed call whose required approval was not given (declined, or no one to ask): a deny by
  * `"approval"`, with the PDP's per-hop answers kept for the audit trail.

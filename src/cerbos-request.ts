@@ -1,5 +1,5 @@
 import type { Principal, Resource, Value } from "@cerbos/core";
-import type { Actor } from "./actor.ts";
+import { type Actor, deepFreeze, invisibleCharacter } from "./actor.ts";
 import { toAttributeRecord } from "./attribute-value.ts";
 import type { HopKind } from "./decision.ts";
 import { InvalidInputError } from "./errors.ts";
@@ -55,25 +55,51 @@ export function defaultToolCallCheck(call: ValidatedToolCall): ToolCallCheck {
   };
 }
 
-/** Checks a caller's tool call and converts its values, so that bad input fails before anything runs. */
-export function validateToolCall(call: ToolCall): ValidatedToolCall {
+// Snapshots made by validateToolCall; anything else is validated (and so copied) again before use.
+const snapshots = new WeakSet<object>();
+
+/**
+ * Checks a caller's tool call and takes its snapshot: a frozen copy, read exactly once, of the names, arguments and
+ * annotations (see `toAttributeValue`). The PDP is asked about the snapshot and adapters send or execute the
+ * snapshot, so a caller that changes its object afterwards (or hands over getters, `toJSON`s or proxies) changes
+ * nothing that runs. Bad input throws {@link InvalidInputError} before anything is sent.
+ */
+export function validateToolCall(call: ToolCall | ValidatedToolCall): ValidatedToolCall {
+  if (isToolCallSnapshot(call)) return call;
   if (typeof call !== "object" || call === null) throw new InvalidInputError("call", "must be an object");
-  if (typeof call.server !== "string" || call.server === "" || call.server.includes("/")) {
-    throw new InvalidInputError("call.server", "must be a non-empty string without '/'");
-  }
-  if (typeof call.tool !== "string" || call.tool === "") {
-    throw new InvalidInputError("call.tool", "must be a non-empty string");
-  }
-  if (call.toolCallId !== undefined && typeof call.toolCallId !== "string") {
+  // Each field is read once: a getter gets no second chance to answer differently.
+  const { server, tool, arguments: args, annotations, toolCallId } = call;
+  checkName(server, "call.server");
+  if (server.includes("/")) throw new InvalidInputError("call.server", "must not contain '/'");
+  checkName(tool, "call.tool");
+  if (toolCallId !== undefined && typeof toolCallId !== "string") {
     throw new InvalidInputError("call.toolCallId", "must be a string");
   }
-  return {
-    server: call.server,
-    tool: call.tool,
-    arguments: toAttributeRecord(call.arguments, "call.arguments"),
-    annotations: toAttributeRecord(call.annotations, "call.annotations"),
-    toolCallId: call.toolCallId,
-  };
+  const snapshot: ValidatedToolCall = deepFreeze({
+    server,
+    tool,
+    arguments: toAttributeRecord(args, "call.arguments"),
+    annotations: toAttributeRecord(annotations, "call.annotations"),
+    toolCallId,
+  });
+  snapshots.add(snapshot);
+  return snapshot;
+}
+
+/** Whether `call` is a snapshot made by {@link validateToolCall}, which needs no second look. */
+export function isToolCallSnapshot(call: unknown): call is ValidatedToolCall {
+  return typeof call === "object" && call !== null && snapshots.has(call);
+}
+
+/**
+ * Server and tool names become Cerbos kinds and actions: control and invisible (format) characters would let two
+ * names that look the same be judged as different ones, so they are refused.
+ */
+function checkName(name: unknown, path: string): asserts name is string {
+  if (typeof name !== "string" || name === "") throw new InvalidInputError(path, "must be a non-empty string");
+  if (invisibleCharacter.test(name)) {
+    throw new InvalidInputError(path, "must not contain control or invisible (format) characters");
+  }
 }
 
 /** The resource a delegation to `agent` is checked as: kind `agent`, id = the agent's id, action `delegate`. */

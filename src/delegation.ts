@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Tracer } from "@opentelemetry/api";
-import { type Actor, type ActorInput, deepFreeze, toActor } from "./actor.ts";
+import { type Actor, type ActorInput, deepFreeze, identityKey, toActor } from "./actor.ts";
 import {
   delegationCheck,
   type Hop,
@@ -11,11 +11,20 @@ import {
   validateToolCall,
 } from "./cerbos-request.ts";
 import type { Decision, DecisionSubject, HopDecision } from "./decision.ts";
-import { DelegationError } from "./errors.ts";
+import { type ApprovalAnswer, declinedApproval } from "./approval.ts";
+import { DelegationError, InvalidInputError } from "./errors.ts";
 import { checkHops } from "./hop-check.ts";
 import type { PdpClient } from "./pdp-client.ts";
 import { type EffectiveScope, narrowScope, type Scope, scopeAdmitsTool } from "./scope.ts";
-import { activeTraceId, recordDecision, recordSpan, SpanAttributes, SpanNames } from "./telemetry.ts";
+import {
+  activeTraceId,
+  recordApprovalSpan,
+  recordDecision,
+  recordSpan,
+  SpanAttributes,
+  SpanNames,
+  toolCallAttributes,
+} from "./telemetry.ts";
 import { listCallableTools, type ToolDescriptor } from "./tool-listing.ts";
 
 /** What a guard shares with every delegation it creates. */
@@ -68,12 +77,19 @@ export class Delegation {
 
   readonly #runtime: GuardRuntime;
   readonly #hops: readonly Hop[];
+  readonly #parent: Delegation | undefined;
 
-  private constructor(runtime: GuardRuntime, hops: readonly Hop[], scope: EffectiveScope) {
+  private constructor(
+    runtime: GuardRuntime,
+    hops: readonly Hop[],
+    scope: EffectiveScope,
+    parent: Delegation | undefined,
+  ) {
     const root = hops[0] as Hop;
     const last = hops[hops.length - 1] as Hop;
     this.#runtime = runtime;
     this.#hops = Object.freeze([...hops]);
+    this.#parent = parent;
     this.chain = Object.freeze(hops.map((hop) => hop.actor.id));
     this.user = root.actor;
     this.agent = last.kind === "agent" ? last.actor : undefined;
@@ -85,7 +101,31 @@ export class Delegation {
   /** @internal Starts a chain at a user; use `guard.forUser`. */
   static root(runtime: GuardRuntime, user: Actor, scope: EffectiveScope): Delegation {
     const principal = hopPrincipal({ actor: user, user, kind: "user", chain: [user.id], scope });
-    return new Delegation(runtime, [deepFreeze({ actor: user, kind: "user", depth: 0, principal })], deepFreeze(scope));
+    return new Delegation(
+      runtime,
+      [deepFreeze({ actor: user, kind: "user", depth: 0, principal })],
+      deepFreeze(scope),
+      undefined,
+    );
+  }
+
+  /**
+   * True only for a chain made by a hopguard guard (`forUser`, then `delegate`): an object that merely looks like
+   * one — say, a forged `{ chain, authorize }` slipped into a framework's context — is not, and is never used.
+   */
+  static isDelegation(value: unknown): value is Delegation {
+    return typeof value === "object" && value !== null && #runtime in value;
+  }
+
+  /**
+   * Whether this chain was made by delegating, one or more times, from `ancestor` (the very object, not an equal
+   * one). Adapters use it to let the deepest chain in effect decide: a sub-agent's chain extends its orchestrator's.
+   */
+  isDescendantOf(ancestor: Delegation): boolean {
+    for (let hop = this.#parent; hop !== undefined; hop = hop.#parent) {
+      if (hop === ancestor) return true;
+    }
+    return false;
   }
 
   /**
@@ -123,7 +163,7 @@ export class Delegation {
         const chain = [...this.chain, actor.id];
         const principal = hopPrincipal({ actor, user: this.user, kind: "agent", chain, scope });
         const hop: Hop = deepFreeze({ actor, kind: "agent", depth: chain.length - 1, principal });
-        return new Delegation(this.#runtime, [...this.#hops, hop], deepFreeze(scope));
+        return new Delegation(this.#runtime, [...this.#hops, hop], deepFreeze(scope), this);
       },
     });
   }
@@ -133,18 +173,15 @@ export class Delegation {
    * check. Resolves to a {@link Decision} whether allowed or denied; throws only on bad input
    * ({@link InvalidInputError}) or when the PDP cannot answer ({@link PdpUnavailableError}).
    */
-  async authorize(call: ToolCall, options: CallOptions = {}): Promise<Decision> {
+  async authorize(call: ToolCall | ValidatedToolCall, options: CallOptions = {}): Promise<Decision> {
     return recordSpan({
       name: SpanNames.authorize,
       tracer: this.#runtime.tracer(),
-      attributes: () => ({
-        ...this.#chainAttributes(),
-        [SpanAttributes.server]: String(call?.server),
-        [SpanAttributes.toolName]: String(call?.tool),
-        ...(typeof call?.toolCallId === "string" ? { [SpanAttributes.toolCallId]: call.toolCallId } : {}),
-      }),
+      attributes: () => this.#chainAttributes(),
       fn: async (span) => {
+        // The span names the snapshot, never the caller's object, which could answer differently a second time.
         const validated = validateToolCall(call);
+        if (span.isRecording()) span.setAttributes(toolCallAttributes(validated));
         const requestId = activeTraceId() ?? randomUUID();
         const subject: DecisionSubject = {
           type: "tool",
@@ -168,6 +205,38 @@ export class Delegation {
         return decision;
       },
     });
+  }
+
+  /**
+   * Records a person's answer to the approval an allowed decision asked for, as a `hopguard.approval` span, and
+   * returns the decision that stands: `decision` itself when approved, a deny by `"approval"` when not.
+   *
+   * @remarks
+   * Without this span a declined call would leave only the `hopguard.authorize` span that says `allow` with
+   * `approval=required`: indistinguishable from one that was approved and ran. Only an allowed decision of this
+   * chain can be approved; for any other it throws {@link InvalidInputError}.
+   */
+  recordApproval(decision: Decision, answer: ApprovalAnswer): Decision {
+    if (decision?.allowed !== true || decision.chain.join("\u0000") !== this.chain.join("\u0000")) {
+      throw new InvalidInputError("decision", "must be an allowed decision of this chain");
+    }
+    const approved = answer?.approved === true;
+    const approver = typeof answer?.approver === "string" ? answer.approver : undefined;
+    const said = typeof answer?.reason === "string" && answer.reason !== "" ? `: ${answer.reason}` : "";
+    const standing = approved
+      ? decision
+      : declinedApproval(decision, `a person did not approve it${approver === undefined ? "" : ` (${approver})`}${said}`);
+    recordApprovalSpan(this.#runtime.tracer(), {
+      ...this.#chainAttributes(),
+      ...(decision.subject.type === "tool" ? toolCallAttributes(decision.subject) : {}),
+      [SpanAttributes.approval]: approved ? "approved" : "declined",
+      ...(approver === undefined ? {} : { [SpanAttributes.approver]: approver }),
+      [SpanAttributes.decision]: approved ? "allow" : "deny",
+      [SpanAttributes.reason]: standing.reason,
+      [SpanAttributes.requestId]: decision.requestId,
+      ...(approved ? {} : { [SpanAttributes.deniedBy]: "approval" }),
+    });
+    return standing;
   }
 
   /**
@@ -204,7 +273,8 @@ export class Delegation {
     if (this.#isExpired()) {
       throw new DelegationError("delegation_expired", `${this.#describe()} expired at ${this.#expiry()}`, facts);
     }
-    if (this.chain.includes(agent.id)) {
+    const key = identityKey(agent.id);
+    if (this.chain.some((id) => identityKey(id) === key)) {
       throw new DelegationError(
         "delegation_cycle",
         `"${agent.id}" is already in the chain ${this.chain.join(" → ")}`,

@@ -1,6 +1,7 @@
 import { type CheckResourcesResponse, Effect, Status } from "@cerbos/core";
 import type { Hop, ToolCallCheck } from "./cerbos-request.ts";
 import type { DecisionOutput, HopDecision } from "./decision.ts";
+import { DeadlineExceeded, withDeadline } from "./deadline.ts";
 import { PdpUnavailableError } from "./errors.ts";
 import type { PdpClient } from "./pdp-client.ts";
 
@@ -16,44 +17,73 @@ export interface HopCheckOptions {
  * Asks the PDP about every hop at once (one request per hop, in parallel) and returns their answers in chain order.
  *
  * @remarks
- * Fails closed: any hop's transport error, timeout or malformed answer throws {@link PdpUnavailableError} for the
- * whole round, and a missing effect counts as a deny.
+ * Fails closed: any hop's transport error, a round that outlives `timeoutMs` (enforced here, whether or not the
+ * client honours its abort signal), an abort, or a malformed answer throws {@link PdpUnavailableError} for the
+ * whole round; a missing effect counts as a deny.
  */
 export async function checkHops(
   hops: readonly Hop[],
   check: ToolCallCheck,
   options: HopCheckOptions,
 ): Promise<HopDecision[]> {
-  const timeout = AbortSignal.timeout(options.timeoutMs);
-  const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
-  const responses = await Promise.all(
-    hops.map((hop) =>
-      options.client
-        .checkResources(
-          {
-            principal: hop.principal,
-            resources: [{ resource: check.resource, actions: [check.action] }],
-            includeMetadata: true,
-            requestId: options.requestId,
-          },
-          { signal },
-        )
-        .catch((error: unknown) => {
-          throw toPdpUnavailable(error, {
-            at: `checking ${hop.kind} "${hop.actor.id}"`,
-            timedOut: timeout.aborted,
-            timeoutMs: options.timeoutMs,
-          });
-        }),
+  const responses = await roundWithDeadline(options, "checking the chain", (signal) =>
+    Promise.all(
+      hops.map((hop) =>
+        options.client
+          .checkResources(
+            {
+              principal: hop.principal,
+              resources: [{ resource: check.resource, actions: [check.action] }],
+              includeMetadata: true,
+              requestId: options.requestId,
+            },
+            { signal },
+          )
+          .catch((error: unknown) => {
+            throw toPdpUnavailable(error, { at: `checking ${hop.kind} "${hop.actor.id}"`, timeoutMs: options.timeoutMs });
+          }),
+      ),
     ),
   );
-  return hops.map((hop, index) => toHopDecision(hop, check.action, responses[index] as CheckResourcesResponse));
+  return hops.map((hop, index) => toHopDecision(hop, check, responses[index] as CheckResourcesResponse));
 }
 
-function toHopDecision(hop: Hop, action: string, response: CheckResourcesResponse): HopDecision {
-  const result = response.results[0];
-  const effect = result?.actions[action] === Effect.ALLOW ? "EFFECT_ALLOW" : "EFFECT_DENY";
-  const outputs: DecisionOutput[] = (result?.outputs ?? [])
+/**
+ * Runs one round of PDP requests under hopguard's own deadline (see {@link withDeadline}), turning whatever fails
+ * into a {@link PdpUnavailableError} that says where.
+ */
+export async function roundWithDeadline<T>(
+  options: { timeoutMs: number; signal?: AbortSignal | undefined },
+  at: string,
+  round: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  try {
+    return await withDeadline(options.timeoutMs, options.signal, round);
+  } catch (error) {
+    if (PdpUnavailableError.isInstance(error)) throw error;
+    if (options.signal?.aborted === true && !(error instanceof DeadlineExceeded)) {
+      throw new PdpUnavailableError("aborted", `PDP request aborted ${at}`, { cause: error });
+    }
+    throw toPdpUnavailable(error, { at, timeoutMs: options.timeoutMs });
+  }
+}
+
+function toHopDecision(hop: Hop, check: ToolCallCheck, response: CheckResourcesResponse): HopDecision {
+  const { action } = check;
+  const result = response?.results?.[0];
+  // An answer about some other resource is no answer about this one.
+  if (
+    response?.results?.length !== 1 ||
+    result?.resource?.kind !== check.resource.kind ||
+    result.resource.id !== check.resource.id
+  ) {
+    throw new PdpUnavailableError(
+      "error",
+      `PDP answered about another resource than ${check.resource.kind}/${check.resource.id} for ${hop.kind} "${hop.actor.id}"`,
+    );
+  }
+  const effect = result.actions?.[action] === Effect.ALLOW ? "EFFECT_ALLOW" : "EFFECT_DENY";
+  const outputs: DecisionOutput[] = (result.outputs ?? [])
     .filter((output) => output.action === action)
     .map((output) => ({ principalId: hop.actor.id, source: output.source, value: output.value }));
   return {
@@ -61,19 +91,16 @@ function toHopDecision(hop: Hop, action: string, response: CheckResourcesRespons
     kind: hop.kind,
     depth: hop.depth,
     effect,
-    policy: result?.metadata?.actions[action]?.matchedPolicy ?? "",
+    policy: result.metadata?.actions[action]?.matchedPolicy ?? "",
     cerbosCallId: response.cerbosCallId,
     outputs,
   };
 }
 
 /** Turns whatever a Cerbos client threw into a {@link PdpUnavailableError} that says where and why. */
-export function toPdpUnavailable(
-  error: unknown,
-  context: { at: string; timedOut: boolean; timeoutMs: number },
-): PdpUnavailableError {
+export function toPdpUnavailable(error: unknown, context: { at: string; timeoutMs: number }): PdpUnavailableError {
   const { at } = context;
-  if (context.timedOut) {
+  if (error instanceof DeadlineExceeded) {
     return new PdpUnavailableError("timeout", `PDP did not answer within ${context.timeoutMs} ms ${at}`, {
       cause: error,
     });

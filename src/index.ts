@@ -8,7 +8,13 @@ export { currentDelegation, runAs } from "./current-delegation.ts";
 // Decisions
 export type { Decision, DecisionOutput, DecisionSubject, HopDecision, HopKind } from "./decision.ts";
 export { formatDecisionTree } from "./decision-tree.ts";
-export { type ApprovalOutput, type ApprovalRequest, approvalRequest, declinedApproval } from "./approval.ts";
+export {
+  type ApprovalAnswer,
+  type ApprovalOutput,
+  type ApprovalRequest,
+  approvalRequest,
+  declinedApproval,
+} from "./approval.ts";
 export type { ToolDescriptor } from "./tool-listing.ts";
 
 // For adapters, ours and yours
@@ -22,6 +28,7 @@ export {
   type ToolCallMapper,
   type ToolTarget,
   type ValidatedToolCall,
+  validateToolCall,
 } from "./cerbos-request.ts";
 export type { PdpClient } from "./pdp-client.ts";
 

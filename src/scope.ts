@@ -1,4 +1,5 @@
 import type { Value } from "@cerbos/core";
+import { invisibleCharacter } from "./actor.ts";
 import { InvalidInputError } from "./errors.ts";
 
 /**
@@ -118,7 +119,7 @@ function normalizeTools(tools: readonly string[], path: string): readonly string
   if (!Array.isArray(tools)) throw new InvalidInputError(path, "must be an array of 'server/tool' patterns");
   return Object.freeze(
     tools.map((pattern, index) => {
-      if (typeof pattern !== "string" || splitPattern(pattern) === undefined) {
+      if (typeof pattern !== "string" || splitPattern(pattern) === undefined || invisibleCharacter.test(pattern)) {
         throw new InvalidInputError(
           `${path}[${index}]`,
           `must look like "server/tool", got ${JSON.stringify(pattern)}`,
@@ -129,10 +130,16 @@ function normalizeTools(tools: readonly string[], path: string): readonly string
   );
 }
 
+const maxEpochMs = 8.64e15;
+
 function toEpoch(value: Date | string | number, path: string): number {
   const epoch = value instanceof Date ? value.getTime() : typeof value === "string" ? Date.parse(value) : value;
   if (typeof epoch !== "number" || !Number.isFinite(epoch)) {
     throw new InvalidInputError(path, `must be a Date, an ISO-8601 string or epoch milliseconds`);
+  }
+  // Beyond ±8.64e15 ms a Date cannot exist, and toISOString would throw a RangeError later, mid-decision.
+  if (Math.abs(epoch) > maxEpochMs) {
+    throw new InvalidInputError(path, `must be within ±${maxEpochMs} epoch milliseconds (what a Date can hold)`);
   }
   return epoch;
 }

@@ -1,6 +1,16 @@
-import { type Attributes, type Span, SpanKind, SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
+import {
+  type Attributes,
+  context,
+  INVALID_SPAN_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
 import { approvalRequest } from "./approval.ts";
 import type { Decision } from "./decision.ts";
+import type { ValidatedToolCall } from "./cerbos-request.ts";
 import { DelegationError, HopguardError } from "./errors.ts";
 import { version } from "./version.ts";
 
@@ -26,6 +36,7 @@ export const SpanAttributes = {
   hopCallIds: "hopguard.hop.cerbos_call_ids",
   errorCode: "hopguard.error.code",
   approval: "hopguard.approval",
+  approver: "hopguard.approval.approver",
   toolsOffered: "hopguard.tools.offered",
   toolsCallable: "hopguard.tools.callable",
 } as const;
@@ -45,6 +56,7 @@ export const SpanNames = {
   authorize: "hopguard.authorize",
   delegate: "hopguard.delegate",
   listTools: "hopguard.list_tools",
+  approval: "hopguard.approval",
 } as const;
 
 let globalTracer: Tracer | undefined;
@@ -62,6 +74,10 @@ export function defaultTracer(): Tracer {
  * Runs `fn` inside an active span and always ends it. A thrown error marks the span ERROR and is rethrown, except a
  * {@link DelegationError}, which is recorded as a deny.
  * Attributes are only computed when the span records, so an app without an SDK pays close to nothing.
+ *
+ * @remarks
+ * Telemetry never decides: a tracer, span processor or exporter that throws is contained here (the decision then
+ * goes unrecorded rather than changed), so a broken pipeline can neither allow a call nor fail an allowed one.
  */
 export async function recordSpan<T>(options: {
   name: string;
@@ -69,35 +85,79 @@ export async function recordSpan<T>(options: {
   attributes: () => Attributes;
   fn: (span: Span) => Promise<T>;
 }): Promise<T> {
-  return options.tracer.startActiveSpan(options.name, { kind: SpanKind.INTERNAL }, async (span) => {
+  const span = startSpan(options.tracer, options.name);
+  return context.with(trace.setSpan(context.active(), span), async () => {
     try {
-      if (span.isRecording()) span.setAttributes(options.attributes());
+      contained(() => {
+        if (span.isRecording()) span.setAttributes(options.attributes());
+      });
       return await options.fn(span);
     } catch (error) {
-      if (DelegationError.isInstance(error)) {
-        // A refused delegation is a decision, not a failure: the span stays OK and says who refused.
-        if (span.isRecording()) {
-          span.setAttributes({
-            [SpanAttributes.decision]: "deny",
-            [SpanAttributes.reason]: error.message,
-            [SpanAttributes.deniedBy]: error.decision?.deniedBy ?? error.code,
-          });
-        }
-      } else if (span.isRecording()) {
-        span.recordException(error instanceof Error ? error : String(error));
-        span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
-        span.setAttribute(SpanAttributes.decision, "error");
-        if (HopguardError.isInstance(error)) span.setAttribute(SpanAttributes.errorCode, error.code);
-      }
+      contained(() => recordFailure(span, error));
       throw error;
     } finally {
-      span.end();
+      contained(() => span.end());
     }
   });
 }
 
+/** Records an instant (a person's answer) as a span of its own, ended at once. */
+export function recordApprovalSpan(tracer: Tracer, attributes: Attributes): void {
+  const span = startSpan(tracer, SpanNames.approval);
+  contained(() => {
+    if (span.isRecording()) span.setAttributes(attributes);
+  });
+  contained(() => span.end());
+}
+
+/** The span attributes that name a tool call. */
+export function toolCallAttributes(call: Pick<ValidatedToolCall, "server" | "tool" | "toolCallId">): Attributes {
+  return {
+    [SpanAttributes.server]: call.server,
+    [SpanAttributes.toolName]: call.tool,
+    ...(typeof call.toolCallId === "string" ? { [SpanAttributes.toolCallId]: call.toolCallId } : {}),
+  };
+}
+
+function startSpan(tracer: Tracer, name: string): Span {
+  try {
+    return tracer.startSpan(name, { kind: SpanKind.INTERNAL });
+  } catch {
+    return trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+  }
+}
+
+function recordFailure(span: Span, error: unknown): void {
+  if (!span.isRecording()) return;
+  if (DelegationError.isInstance(error)) {
+    // A refused delegation is a decision, not a failure: the span stays OK and says who refused.
+    span.setAttributes({
+      [SpanAttributes.decision]: "deny",
+      [SpanAttributes.reason]: error.message,
+      [SpanAttributes.deniedBy]: error.decision?.deniedBy ?? error.code,
+    });
+    return;
+  }
+  span.recordException(error instanceof Error ? error : String(error));
+  span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+  span.setAttribute(SpanAttributes.decision, "error");
+  if (HopguardError.isInstance(error)) span.setAttribute(SpanAttributes.errorCode, error.code);
+}
+
+function contained(record: () => void): void {
+  try {
+    record();
+  } catch {
+    // See recordSpan: telemetry failures are the telemetry pipeline's, never the decision's.
+  }
+}
+
 /** Writes a decision onto its span: the verdict as attributes, and one `hopguard.hop` event per hop. */
 export function recordDecision(span: Span, decision: Decision): void {
+  contained(() => writeDecision(span, decision));
+}
+
+function writeDecision(span: Span, decision: Decision): void {
   if (!span.isRecording()) return;
   span.setAttributes({
     [SpanAttributes.decision]: decision.allowed ? "allow" : "deny",

@@ -1,16 +1,27 @@
 import type { Tracer } from "@opentelemetry/api";
 import { type ApprovalRequest, approvalRequest } from "./approval.ts";
-import type { ToolCall } from "./cerbos-request.ts";
+import { type ToolCall, type ValidatedToolCall, validateToolCall } from "./cerbos-request.ts";
 import { currentDelegation } from "./current-delegation.ts";
 import type { Decision } from "./decision.ts";
-import type { CallOptions, Delegation } from "./delegation.ts";
+import { type CallOptions, Delegation } from "./delegation.ts";
 import { HopguardError, NoDelegationError } from "./errors.ts";
-import { defaultTracer, recordSpan, SpanAttributes, SpanNames } from "./telemetry.ts";
+import { defaultTracer, recordSpan, SpanNames, toolCallAttributes } from "./telemetry.ts";
 
 /** What an adapter should do with a tool call. */
 export type ToolCallOutcome =
-  | { readonly type: "allowed"; readonly decision: Decision }
-  | { readonly type: "approval-required"; readonly decision: Decision; readonly approval: ApprovalRequest }
+  | {
+      readonly type: "allowed";
+      readonly decision: Decision;
+      /** The snapshot that was authorized: send or execute exactly this, never the caller's object. */
+      readonly call: ValidatedToolCall;
+    }
+  | {
+      readonly type: "approval-required";
+      readonly decision: Decision;
+      readonly approval: ApprovalRequest;
+      /** The snapshot that was authorized: send or execute exactly this, never the caller's object. */
+      readonly call: ValidatedToolCall;
+    }
   | {
       readonly type: "denied";
       /** The PDP's decision: it answered, and denied. */
@@ -27,31 +38,46 @@ export type ToolCallOutcome =
     };
 
 /**
- * The first delegation found, in the order given, falling back to the ambient one set by `runAs`.
- * Adapters pass the explicit option first, then the framework's context.
+ * The chain a guarded call acts for, from the candidates an adapter found (its explicit option first, then the
+ * framework's context) and the ambient one set by `runAs`.
+ *
+ * @remarks
+ * The deepest chain in effect decides: the first candidate found is used unless a later one — the ambient chain
+ * included — was delegated from it, in which case that descendant is used. So a tool bound to an orchestrator's
+ * chain, called from inside a sub-agent's run, acts for the sub-agent's longer chain: every hop and the narrower
+ * scope are checked, and a sub-agent can never borrow its parent's rights. Candidates that are not chains made by a
+ * hopguard guard (see {@link Delegation.isDelegation}) are ignored.
  */
 export function resolveDelegation(...candidates: readonly unknown[]): Delegation | undefined {
-  for (const candidate of candidates) {
-    if (isDelegation(candidate)) return candidate;
+  let chosen: Delegation | undefined;
+  for (const candidate of [...candidates, currentDelegation()]) {
+    if (!Delegation.isDelegation(candidate)) continue;
+    if (chosen === undefined || candidate.isDescendantOf(chosen)) chosen = candidate;
   }
-  return currentDelegation();
+  return chosen;
 }
 
 /**
  * Authorizes a tool call for an adapter and never throws: no chain, bad input and an unreachable PDP all come back
- * as `denied`, so that nothing runs unless the PDP allowed it.
+ * as `denied`, so that nothing runs unless the PDP allowed it. An allowed outcome carries the snapshot that was
+ * authorized (`outcome.call`): adapters send or execute that, so what was checked is exactly what runs.
  */
 export async function decideToolCall(
   delegation: Delegation | undefined,
-  call: ToolCall,
+  call: ToolCall | ValidatedToolCall,
   options: CallOptions & { tracer?: Tracer | undefined } = {},
 ): Promise<ToolCallOutcome> {
   try {
     if (delegation === undefined) return await refuseWithoutChain(call, options.tracer ?? defaultTracer());
-    const decision = await delegation.authorize(call, options);
+    // Invalid input goes to authorize as it came, to be refused there with its span.
+    const snapshot = snapshotOrUndefined(call);
+    const decision = await delegation.authorize(snapshot ?? call, options);
+    if (snapshot === undefined) throw new HopguardError("authorization_failed", "the call was not validated");
     if (!decision.allowed) return { type: "denied", decision, error: undefined, reason: decision.reason };
     const approval = approvalRequest(decision);
-    return approval === undefined ? { type: "allowed", decision } : { type: "approval-required", decision, approval };
+    return approval === undefined
+      ? { type: "allowed", decision, call: snapshot }
+      : { type: "approval-required", decision, approval, call: snapshot };
   } catch (error) {
     // Anything else (a bug in a custom mapToolCall, say) is still a refusal, and keeps what went wrong as its cause.
     const failure = HopguardError.isInstance(error)
@@ -67,30 +93,26 @@ export function refusalText(call: Pick<ToolCall, "server" | "tool">, reason: str
 }
 
 async function refuseWithoutChain(call: ToolCall, tracer: Tracer): Promise<never> {
+  const snapshot = snapshotOrUndefined(call);
+  const names = { server: String(snapshot?.server ?? "?"), tool: String(snapshot?.tool ?? "?") };
   return recordSpan({
     name: SpanNames.authorize,
     tracer,
-    attributes: () => ({
-      [SpanAttributes.server]: String(call.server),
-      [SpanAttributes.toolName]: String(call.tool),
-      ...(typeof call.toolCallId === "string" ? { [SpanAttributes.toolCallId]: call.toolCallId } : {}),
-    }),
+    attributes: () => toolCallAttributes({ ...names, toolCallId: snapshot?.toolCallId }),
     fn: async () => {
-      throw new NoDelegationError(`tool ${call.server}/${call.tool}`);
+      throw new NoDelegationError(`tool ${names.server}/${names.tool}`);
     },
   });
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+function snapshotOrUndefined(call: ToolCall | ValidatedToolCall): ValidatedToolCall | undefined {
+  try {
+    return validateToolCall(call);
+  } catch {
+    return undefined;
+  }
 }
 
-function isDelegation(value: unknown): value is Delegation {
-  return (
-    typeof value === "object" &&
-    value !== null &&
-    typeof (value as Delegation).authorize === "function" &&
-    typeof (value as Delegation).delegate === "function" &&
-    Array.isArray((value as Delegation).chain)
-  );
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

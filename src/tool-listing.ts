@@ -1,7 +1,7 @@
 import { Effect, PlanKind, type Principal } from "@cerbos/core";
 import type { Hop, ToolCallCheck, ToolCallMapper } from "./cerbos-request.ts";
 import { validateToolCall } from "./cerbos-request.ts";
-import { toPdpUnavailable } from "./hop-check.ts";
+import { roundWithDeadline } from "./hop-check.ts";
 import type { PdpClient } from "./pdp-client.ts";
 import { type EffectiveScope, scopeAdmitsTool } from "./scope.ts";
 
@@ -109,20 +109,10 @@ async function callableForHop(
   return callable;
 }
 
-async function guarded<T>(
+function guarded<T>(
   principal: Principal,
   options: ToolListingOptions,
   request: (signal: AbortSignal) => Promise<T>,
 ): Promise<T> {
-  const timeout = AbortSignal.timeout(options.timeoutMs);
-  const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
-  try {
-    return await request(signal);
-  } catch (error) {
-    throw toPdpUnavailable(error, {
-      at: `listing tools for "${principal.id}"`,
-      timedOut: timeout.aborted,
-      timeoutMs: options.timeoutMs,
-    });
-  }
+  return roundWithDeadline(options, `listing tools for "${principal.id}"`, request);
 }

@@ -73,15 +73,19 @@ describe("decideToolCall", () => {
 });
 
 describe("ambient delegation", () => {
-  test("runAs sets the chain across awaits; explicit candidates win; outside, there is none", async () => {
+  test("runAs sets the chain across awaits; the deepest chain in effect wins; outside, there is none", async () => {
     const root = guard.forUser(alice);
     const child = await root.delegate(planner);
+    const unrelated = guard.forUser(alice);
     expect(currentDelegation()).toBeUndefined();
     await guard.runAs(child, async () => {
       await new Promise((settle) => setTimeout(settle, 5));
       expect(currentDelegation()).toBe(child);
       expect(resolveDelegation(undefined, { not: "a delegation" })).toBe(child);
-      expect(resolveDelegation(root)).toBe(root);
+      // The ambient chain was delegated from the explicit one: the sub-agent's longer chain decides.
+      expect(resolveDelegation(root)).toBe(child);
+      // An explicit chain the ambient one does not extend keeps its say.
+      expect(resolveDelegation(unrelated)).toBe(unrelated);
       await runAs(root, async () => expect(currentDelegation()).toBe(root));
       expect(currentDelegation()).toBe(child);
     });
