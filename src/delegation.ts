@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Tracer } from "@opentelemetry/api";
 import { type Actor, type ActorInput, deepFreeze, identityKey, toActor } from "./actor.ts";
+import { type ApprovalAnswer, declinedApproval } from "./approval.ts";
 import {
   delegationCheck,
   type Hop,
@@ -11,7 +12,6 @@ import {
   validateToolCall,
 } from "./cerbos-request.ts";
 import type { Decision, DecisionSubject, HopDecision } from "./decision.ts";
-import { type ApprovalAnswer, declinedApproval } from "./approval.ts";
 import { DelegationError, InvalidInputError } from "./errors.ts";
 import { checkHops } from "./hop-check.ts";
 import type { PdpClient } from "./pdp-client.ts";
@@ -225,7 +225,10 @@ export class Delegation {
     const said = typeof answer?.reason === "string" && answer.reason !== "" ? `: ${answer.reason}` : "";
     const standing = approved
       ? decision
-      : declinedApproval(decision, `a person did not approve it${approver === undefined ? "" : ` (${approver})`}${said}`);
+      : declinedApproval(
+          decision,
+          `a person did not approve it${approver === undefined ? "" : ` (${approver})`}${said}`,
+        );
     recordApprovalSpan(this.#runtime.tracer(), {
       ...this.#chainAttributes(),
       ...(decision.subject.type === "tool" ? toolCallAttributes(decision.subject) : {}),

@@ -1,7 +1,7 @@
 import { type CheckResourcesResponse, Effect, Status } from "@cerbos/core";
 import type { Hop, ToolCallCheck } from "./cerbos-request.ts";
-import type { DecisionOutput, HopDecision } from "./decision.ts";
 import { DeadlineExceeded, withDeadline } from "./deadline.ts";
+import type { DecisionOutput, HopDecision } from "./decision.ts";
 import { PdpUnavailableError } from "./errors.ts";
 import type { PdpClient } from "./pdp-client.ts";
 
@@ -40,7 +40,10 @@ export async function checkHops(
             { signal },
           )
           .catch((error: unknown) => {
-            throw toPdpUnavailable(error, { at: `checking ${hop.kind} "${hop.actor.id}"`, timeoutMs: options.timeoutMs });
+            throw toPdpUnavailable(error, {
+              at: `checking ${hop.kind} "${hop.actor.id}"`,
+              timeoutMs: options.timeoutMs,
+            });
           }),
       ),
     ),

@@ -9,8 +9,8 @@ import {
   trace,
 } from "@opentelemetry/api";
 import { approvalRequest } from "./approval.ts";
-import type { Decision } from "./decision.ts";
 import type { ValidatedToolCall } from "./cerbos-request.ts";
+import type { Decision } from "./decision.ts";
 import { DelegationError, HopguardError } from "./errors.ts";
 import { version } from "./version.ts";
 

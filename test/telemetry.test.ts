@@ -1,5 +1,5 @@
 import { GRPC } from "@cerbos/grpc";
-import { SpanStatusCode, trace } from "@opentelemetry/api";
+import { SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
 import { describe, expect, test } from "vitest";
 import { createGuard, DelegationError, HopEventAttributes, SpanAttributes, SpanNames } from "../src/index.ts";
 import { sharedPdpClient } from "./support/pdp.ts";
@@ -154,5 +154,84 @@ describe("decision spans", () => {
     } finally {
       trace.disable();
     }
+  });
+
+  test("a person's answer is a hopguard.approval span: approved, or declined with who and why", async () => {
+    const tracing = memoryTracing();
+    const chain = await createGuard({ client, tracer: tracing.tracer }).forUser(alice).delegate(scribe);
+    const move = {
+      server: "filesystem",
+      tool: "move_file",
+      arguments: { source: "/workspace/alice/a.md", destination: "/workspace/alice/b.md" },
+      toolCallId: "call_7",
+    };
+    const decision = await chain.authorize(move);
+    tracing.reset();
+
+    expect(chain.recordApproval(decision, { approved: true, approver: "carol" })).toBe(decision);
+    const declined = chain.recordApproval(decision, { approved: false, approver: "dave", reason: "not today" });
+
+    expect(declined).toMatchObject({ allowed: false, deniedBy: "approval" });
+    expect(declined.reason).toMatch(/did not approve it \(dave\): not today/);
+    const [yes, no] = tracing.spans().filter((span) => span.name === SpanNames.approval);
+    expect(yes?.attributes).toMatchObject({
+      [SpanAttributes.approval]: "approved",
+      [SpanAttributes.approver]: "carol",
+      [SpanAttributes.decision]: "allow",
+      [SpanAttributes.toolName]: "move_file",
+      [SpanAttributes.toolCallId]: "call_7",
+      [SpanAttributes.chain]: ["alice", "scribe"],
+    });
+    expect(yes?.attributes[SpanAttributes.deniedBy]).toBeUndefined();
+    expect(no?.attributes).toMatchObject({
+      [SpanAttributes.approval]: "declined",
+      [SpanAttributes.approver]: "dave",
+      [SpanAttributes.decision]: "deny",
+      [SpanAttributes.deniedBy]: "approval",
+    });
+  });
+
+  test("only an allowed decision of the same chain can be approved", async () => {
+    const guard = createGuard({ client });
+    const scribeChain = await guard.forUser(alice).delegate(scribe);
+    const plannerChain = await guard.forUser(alice).delegate(planner);
+    const denied = await plannerChain.authorize({ ...writeReport });
+    const allowed = await scribeChain.authorize({ ...writeReport });
+    expect(denied.allowed).toBe(false);
+    expect(() => plannerChain.recordApproval(denied, { approved: true })).toThrow(/allowed decision of this chain/);
+    expect(() => plannerChain.recordApproval(allowed, { approved: true })).toThrow(/allowed decision of this chain/);
+    expect(scribeChain.recordApproval(allowed, { approved: "yes" as unknown as boolean }).allowed).toBe(false);
+  });
+
+  test("the span names the call as it was checked, even when the caller's getters answer differently later", async () => {
+    const tracing = memoryTracing();
+    const chain = createGuard({ client, tracer: tracing.tracer }).forUser(alice);
+    let reads = 0;
+    const call = {
+      server: "filesystem",
+      get tool() {
+        reads += 1;
+        return reads === 1 ? "read_file" : "write_file";
+      },
+      arguments: { path: "/workspace/alice/notes.md" },
+    };
+    const decision = await chain.authorize(call);
+    expect(decision.subject).toMatchObject({ tool: "read_file" });
+    expect(onlySpan(tracing.spans(), SpanNames.authorize).attributes[SpanAttributes.toolName]).toBe("read_file");
+    expect(reads).toBe(1);
+  });
+
+  test("a tracer that throws never changes a decision: allow stays allow, deny stays deny", async () => {
+    const broken = {
+      startSpan: () => {
+        throw new Error("exporter down");
+      },
+      startActiveSpan: () => {
+        throw new Error("exporter down");
+      },
+    } as unknown as Tracer;
+    const chain = await createGuard({ client, tracer: broken }).forUser(alice).delegate(planner);
+    expect((await chain.authorize({ ...writeReport, tool: "read_file" })).allowed).toBe(true);
+    expect((await chain.authorize({ ...writeReport })).allowed).toBe(false);
   });
 });
