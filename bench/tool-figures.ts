@@ -20,16 +20,12 @@ export async function toolFigures(
   delegation: Delegation,
   count: number,
 ): Promise<Record<string, Record<string, number>>> {
-  const server = new McpServer({ name: "bench", version: "0.0.0" });
-  server.registerTool("read_file", { inputSchema: { path: z.string() } }, async ({ path }) => ({
-    content: [{ type: "text", text: path }],
-  }));
-  const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
-  await server.connect(serverTransport);
-  const client = new Client({ name: "bench", version: "0.0.0" });
-  await client.connect(clientTransport);
+  // Two identical servers: guarding a client gates its transport for good, so the baseline needs its own.
+  const raw = await connectBenchServer();
+  const gated = await connectBenchServer();
   try {
-    const guarded = guardMcpClient(client, { server: "bench", delegation });
+    const client = raw.client;
+    const guarded = guardMcpClient(gated.client, { server: "bench", delegation });
 
     const readFile = langchainTool(async ({ path }: { path: string }) => path, {
       name: "read_file",
@@ -67,7 +63,26 @@ export async function toolFigures(
       "tool.guarded.ai": versus(aiGuarded, aiUnguarded),
     };
   } finally {
-    await client.close();
-    await server.close();
+    await raw.close();
+    await gated.close();
   }
+}
+
+/** An in-memory MCP server with one tool that does no work, and a client connected to it. */
+async function connectBenchServer(): Promise<{ client: Client; close: () => Promise<void> }> {
+  const server = new McpServer({ name: "bench", version: "0.0.0" });
+  server.registerTool("read_file", { inputSchema: { path: z.string() } }, async ({ path }) => ({
+    content: [{ type: "text", text: path }],
+  }));
+  const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
+  await server.connect(serverTransport);
+  const client = new Client({ name: "bench", version: "0.0.0" });
+  await client.connect(clientTransport);
+  return {
+    client,
+    close: async () => {
+      await client.close();
+      await server.close();
+    },
+  };
 }

@@ -86,6 +86,13 @@ export function validateToolCall(call: ToolCall | ValidatedToolCall): ValidatedT
   return snapshot;
 }
 
+/** A decision's subject for a snapshot: the same frozen values, itself a snapshot adapters can send as it is. */
+export function toolCallSubject(call: ValidatedToolCall): { readonly type: "tool" } & ValidatedToolCall {
+  const subject = Object.freeze({ type: "tool" as const, ...call });
+  snapshots.add(subject);
+  return subject;
+}
+
 /** Whether `call` is a snapshot made by {@link validateToolCall}, which needs no second look. */
 export function isToolCallSnapshot(call: unknown): call is ValidatedToolCall {
   return typeof call === "object" && call !== null && snapshots.has(call);

@@ -1,4 +1,5 @@
 import type { Value } from "@cerbos/core";
+import type { ValidatedToolCall } from "./cerbos-request.ts";
 
 /** Whether a hop is the human at the root of a chain or an agent acting for them. */
 export type HopKind = "user" | "agent";
@@ -28,9 +29,12 @@ export interface DecisionOutput {
   readonly value: Value | undefined;
 }
 
-/** What was being decided: a tool call, or a delegation to an agent. */
+/**
+ * What was being decided: a tool call, or a delegation to an agent. A tool call's subject is the frozen snapshot the
+ * PDP was asked about — its arguments and annotations included — and is what an adapter sends or executes.
+ */
 export type DecisionSubject =
-  | { readonly type: "tool"; readonly server: string; readonly tool: string; readonly toolCallId: string | undefined }
+  | ({ readonly type: "tool" } & ValidatedToolCall)
   | { readonly type: "delegation"; readonly agentId: string };
 
 /**

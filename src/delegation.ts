@@ -8,6 +8,7 @@ import {
   hopPrincipal,
   type ToolCall,
   type ToolCallMapper,
+  toolCallSubject,
   type ValidatedToolCall,
   validateToolCall,
 } from "./cerbos-request.ts";
@@ -35,6 +36,9 @@ export interface GuardRuntime {
   readonly tracer: () => Tracer;
   readonly maxResourcesPerRequest: number;
 }
+
+/** What Cerbos reports as the matched policy when none matched. */
+const noPolicy: ReadonlySet<string> = new Set(["", "NO_MATCH"]);
 
 /** The scope of an expired delegation: no tool at all. */
 const expired: EffectiveScope = Object.freeze({ tools: Object.freeze([]), expiresAt: 0, maxDepth: 0 });
@@ -183,12 +187,8 @@ export class Delegation {
         const validated = validateToolCall(call);
         if (span.isRecording()) span.setAttributes(toolCallAttributes(validated));
         const requestId = activeTraceId() ?? randomUUID();
-        const subject: DecisionSubject = {
-          type: "tool",
-          server: validated.server,
-          tool: validated.tool,
-          toolCallId: validated.toolCallId,
-        };
+        // The subject is the snapshot itself (frozen, registered): adapters send exactly what was decided.
+        const subject: DecisionSubject = toolCallSubject(validated);
         const outOfScope = this.#scopeRefusal(validated);
         const decision =
           outOfScope === undefined
@@ -346,7 +346,7 @@ export class Delegation {
       denying === undefined
         ? `allowed: every hop of ${this.chain.join(" → ")} may ${what}`
         : `denied by ${denying.kind} "${denying.principalId}" (hop ${denying.depth} of ${this.chain.join(" → ")}): ` +
-          `may not ${what}${denying.policy === "" ? " (no policy matched)" : ` (policy ${denying.policy})`}`;
+          `may not ${what}${noPolicy.has(denying.policy) ? " (no policy matched)" : ` (policy ${denying.policy})`}`;
     return deepFreeze({
       allowed: denying === undefined,
       subject,

@@ -48,7 +48,17 @@ export async function checkHops(
       ),
     ),
   );
-  return hops.map((hop, index) => toHopDecision(hop, check, responses[index] as CheckResourcesResponse));
+  return hops.map((hop, index) => {
+    try {
+      return toHopDecision(hop, check, responses[index] as CheckResourcesResponse);
+    } catch (error) {
+      // An answer that cannot even be read is no answer: the PDP (or whatever stands in for it) is unavailable.
+      if (PdpUnavailableError.isInstance(error)) throw error;
+      throw new PdpUnavailableError("error", `PDP answered ${hop.kind} "${hop.actor.id}" with a malformed response`, {
+        cause: error,
+      });
+    }
+  });
 }
 
 /**
@@ -94,7 +104,7 @@ function toHopDecision(hop: Hop, check: ToolCallCheck, response: CheckResourcesR
     kind: hop.kind,
     depth: hop.depth,
     effect,
-    policy: result.metadata?.actions[action]?.matchedPolicy ?? "",
+    policy: result.metadata?.actions?.[action]?.matchedPolicy ?? "",
     cerbosCallId: response.cerbosCallId,
     outputs,
   };

@@ -85,7 +85,7 @@ export async function recordSpan<T>(options: {
   attributes: () => Attributes;
   fn: (span: Span) => Promise<T>;
 }): Promise<T> {
-  const span = startSpan(options.tracer, options.name);
+  const span = contain(startSpan(options.tracer, options.name));
   return context.with(trace.setSpan(context.active(), span), async () => {
     try {
       contained(() => {
@@ -117,6 +117,29 @@ export function toolCallAttributes(call: Pick<ValidatedToolCall, "server" | "too
     [SpanAttributes.toolName]: call.tool,
     ...(typeof call.toolCallId === "string" ? { [SpanAttributes.toolCallId]: call.toolCallId } : {}),
   };
+}
+
+/**
+ * The span as seen by hopguard's own code: every method call is contained, so a span implementation that throws
+ * (from `isRecording`, `setAttributes`, `addEvent`, ...) can neither fail nor change a decision.
+ */
+function contain(span: Span): Span {
+  const view: Span = new Proxy(span, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        try {
+          const result: unknown = value.apply(target, args);
+          // Chained calls (`span.setAttribute(...).setAttribute(...)`) stay contained.
+          return result === target ? view : result;
+        } catch {
+          return property === "isRecording" ? false : undefined;
+        }
+      };
+    },
+  });
+  return view;
 }
 
 function startSpan(tracer: Tracer, name: string): Span {

@@ -68,16 +68,20 @@ export async function decideToolCall(
   options: CallOptions & { tracer?: Tracer | undefined } = {},
 ): Promise<ToolCallOutcome> {
   try {
-    if (delegation === undefined) return await refuseWithoutChain(call, options.tracer ?? defaultTracer());
-    // Invalid input goes to authorize as it came, to be refused there with its span.
-    const snapshot = snapshotOrUndefined(call);
-    const decision = await delegation.authorize(snapshot ?? call, options);
-    if (snapshot === undefined) throw new HopguardError("authorization_failed", "the call was not validated");
+    // Only a chain made by a guard is asked: a look-alike object with an `authorize` of its own never is.
+    if (!Delegation.isDelegation(delegation)) {
+      return await refuseWithoutChain(call, options.tracer ?? defaultTracer());
+    }
+    // The call is read once, inside authorize; the decision's subject is the snapshot that was decided on.
+    const decision = await delegation.authorize(call, options);
     if (!decision.allowed) return { type: "denied", decision, error: undefined, reason: decision.reason };
+    const { subject } = decision;
+    if (subject.type !== "tool")
+      throw new HopguardError("authorization_failed", "the decision is not about a tool call");
     const approval = approvalRequest(decision);
     return approval === undefined
-      ? { type: "allowed", decision, call: snapshot }
-      : { type: "approval-required", decision, approval, call: snapshot };
+      ? { type: "allowed", decision, call: subject }
+      : { type: "approval-required", decision, approval, call: subject };
   } catch (error) {
     // Anything else (a bug in a custom mapToolCall, say) is still a refusal, and keeps what went wrong as its cause.
     const failure = HopguardError.isInstance(error)

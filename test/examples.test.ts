@@ -44,7 +44,16 @@ describe("npm run demo", () => {
     };
     const spans = trace.resourceSpans.flatMap((resource) => resource.scopeSpans.flatMap((scope) => scope.spans));
     const names = new Set(spans.map((span) => span.name));
-    expect(names).toEqual(new Set(["hopguard.authorize", "hopguard.delegate", "hopguard.list_tools"]));
+    expect(names).toEqual(
+      new Set(["hopguard.authorize", "hopguard.delegate", "hopguard.list_tools", "hopguard.approval"]),
+    );
+    // The demo approves a move: the person's answer is on record, not only the policy's "approval required".
+    const approval = spans.find((span) => span.name === "hopguard.approval");
+    expect(approval?.attributes).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ key: "hopguard.approval", value: { stringValue: "approved" } }),
+      ]),
+    );
     const authorize = spans.find((span) => span.name === "hopguard.authorize");
     expect(authorize?.attributes.map((attribute) => attribute.key)).toEqual(
       expect.arrayContaining(["hopguard.chain", "gen_ai.tool.name", "hopguard.decision", "hopguard.hop.effects"]),

@@ -25,6 +25,28 @@ async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<b
   return condition();
 }
 
+interface AuditEntry {
+  "log.logger"?: string;
+  "log.kind"?: string;
+  callId?: string;
+  checkResources?: { inputs?: { requestId?: string }[] };
+}
+
+/** The complete JSON lines of a Cerbos audit log; a line still being written (no newline yet) is left for later. */
+function auditEntries(file: string): AuditEntry[] {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    return [];
+  }
+  return text
+    .slice(0, text.lastIndexOf("\n") + 1)
+    .split("\n")
+    .filter((line) => line !== "")
+    .map((line) => JSON.parse(line) as AuditEntry);
+}
+
 async function startError(options: Parameters<typeof startLocalPdp>[0]): Promise<LocalPdpError> {
   const error = await startLocalPdp(options).then(
     async (pdp) => {
@@ -82,12 +104,16 @@ describe("startLocalPdp", () => {
         .forUser(alice)
         .authorize({ server: "filesystem", tool: "list_allowed_directories" });
       const [hop] = decision.hops;
-      const logged = await waitUntil(() => readFileSync(auditLogFile, "utf8").includes(hop?.cerbosCallId ?? "?"), 5000);
+      // Cerbos writes an access entry and a decision entry per call, in either order: wait for the decision itself.
+      let entry: AuditEntry | undefined;
+      const logged = await waitUntil(() => {
+        entry = auditEntries(auditLogFile).find(
+          (line) => line["log.kind"] === "decision" && line.callId === (hop?.cerbosCallId ?? "?"),
+        );
+        return entry !== undefined;
+      }, 5000);
       expect(logged).toBe(true);
-      const entry = readFileSync(auditLogFile, "utf8")
-        .split("\n")
-        .filter((line) => line.includes('"decision"') && line.includes(hop?.cerbosCallId ?? "?"))
-        .map((line) => JSON.parse(line) as { checkResources?: { inputs?: { requestId?: string }[] } })[0];
+      expect(entry?.["log.logger"]).toBe("cerbos.audit");
       expect(entry?.checkResources?.inputs?.[0]?.requestId).toBe(decision.requestId);
     } finally {
       await pdp.stop();

@@ -81,6 +81,9 @@ function decisionFrom(span: ReadableSpan): Decision {
       server: String(a[SpanAttributes.server]),
       tool: String(a[SpanAttributes.toolName]),
       toolCallId: a[SpanAttributes.toolCallId] as string | undefined,
+      // Spans carry no arguments: what the tree shows is the verdict, not the payload.
+      arguments: {},
+      annotations: {},
     },
     chain: (a[SpanAttributes.chain] as string[] | undefined) ?? [],
     hops,

@@ -52,8 +52,9 @@ export interface AgentToolOptions {
  *
  * @remarks
  * A refused delegation, a missing chain or an unreachable PDP is a result the parent model reads
- * (`hopguard refused delegating to "…": …`), and the agent does not run. Give the sub-agent's tools no explicit
- * `delegation` of their own: an explicit one wins over the ambient child chain.
+ * (`hopguard refused delegating to "…": …`), and the agent does not run. The sub-agent's guarded tools act for the
+ * child chain even when bound to the orchestrator's (`guardTools(tools, { delegation: orchestrator })`): the deepest
+ * chain in effect decides, so the sub-agent's narrower scope and every hop's policy apply.
  *
  * @example
  * ```ts

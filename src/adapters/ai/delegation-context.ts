@@ -24,3 +24,10 @@ export function delegationsInToolOptions(options: unknown): unknown[] {
   const { context, experimental_context } = (options ?? {}) as { context?: unknown; experimental_context?: unknown };
   return [delegationIn(context), delegationIn(experimental_context)];
 }
+
+/** `record[key]` when it is an own property: names from a model or a client never reach a prototype's. */
+export function ownEntry(record: unknown, key: string): unknown {
+  return typeof record === "object" && record !== null && Object.hasOwn(record, key)
+    ? (record as Record<string, unknown>)[key]
+    : undefined;
+}

@@ -1,19 +1,22 @@
 import type { Tracer } from "@opentelemetry/api";
 import type { Tool, ToolExecutionOptions, ToolSet } from "ai";
-import { declinedApproval } from "../../approval.ts";
-import type { ToolTarget } from "../../cerbos-request.ts";
+import type { ApprovalAnswer } from "../../approval.ts";
+import { type ToolCall, type ToolTarget, type ValidatedToolCall, validateToolCall } from "../../cerbos-request.ts";
 import type { Delegation } from "../../delegation.ts";
 import { InvalidInputError, ToolCallDeniedError } from "../../errors.ts";
 import { decideToolCall, refusalText, resolveDelegation, type ToolCallOutcome } from "../../tool-call-outcome.ts";
 import { agentOf } from "./agent-identity.ts";
+import { type ApprovalSecret, type ApprovalVerifier, approvalVerifier } from "./approval-signature.ts";
 import { delegationsInToolOptions } from "./delegation-context.ts";
-import { approvedByHuman } from "./human-approval.ts";
+import { findPersonsAnswer, readApprovalHistory } from "./human-approval.ts";
 import { type ToolTargetOptions, toolTargetResolver, toToolCall } from "./tool-target.ts";
 
 /** Options for {@link guardTools}. */
 export interface GuardToolsOptions extends ToolTargetOptions {
   /**
-   * The chain every call acts for.
+   * The chain every call acts for. The deepest chain in effect decides: when the tool's `toolsContext` entry or the
+   * ambient `runAs` chain was delegated from this one — a sub-agent's run, say — that longer chain is used, so a
+   * sub-agent never acts with its orchestrator's rights.
    *
    * @defaultValue the `delegation` in the tool's `toolsContext` entry (AI SDK 6: `experimental_context`), else the
    * ambient chain set by `runAs`. The AI SDK does not hand `runtimeContext` to tools.
@@ -27,6 +30,16 @@ export interface GuardToolsOptions extends ToolTargetOptions {
    * @defaultValue `"refuse"`
    */
   onDenied?: "refuse" | "throw" | undefined;
+  /**
+   * The secret given to `generateText` / `streamText` / `ToolLoopAgent` as `experimental_toolApprovalSecret`. With
+   * it, a person's approval counts only when its `tool-approval-request` carries the SDK's signature over this very
+   * call (approval id, tool call id, tool name and input): approvals fabricated in, or edited into, a client-supplied
+   * history are refused.
+   *
+   * @defaultValue none: an approval counts when it answers a person's request for this tool call, in the last
+   * message, and the `tool-call` part it approves carries exactly the input about to run
+   */
+  approvalSecret?: ApprovalSecret | undefined;
   /**
    * The tracer for the `hopguard.authorize` span of a call made without any chain; calls with a chain use the
    * guard's tracer.
@@ -43,12 +56,23 @@ const onDeniedChoices: ReadonlySet<unknown> = new Set(["refuse", "throw", undefi
  * allowed the call for every hop of the chain. Everything but `execute` is the original tool's.
  *
  * @remarks
- * Each guarded tool also gets a `needsApproval` that asks the PDP, so a call whose rule asks for a person stops the
- * run with a `tool-approval-request` when no `toolApproval` is set (a `toolApproval` takes precedence over it).
- * `execute` authorizes again either way, and runs such a call only when the messages it receives hold a person's
- * approval of it. That costs one more PDP round per call than {@link hopguardToolApproval} alone, and stands where
- * `toolApproval` does not: a forgotten or permissive one, a direct `execute` call, AI SDK 6. Tools made by
- * {@link agentTool} are kept as they are: they authorize themselves, by delegating.
+ * **What runs is what was checked.** `execute` reads its input once into a frozen JSON snapshot (`toJSON` applied,
+ * getters read once, `__proto__` kept as an own key), asks the PDP about that snapshot, and hands the tool a fresh
+ * copy of it — never the object it was given, which its caller may still change. {@link hopguardToolApproval} alone
+ * cannot promise this: it answers before the SDK executes, and has no say over what the SDK then hands the tool.
+ * That is why guarded tools check again at `execute`, at one more PDP round per call.
+ *
+ * **Approvals.** Each guarded tool also gets a `needsApproval` that asks the PDP, so a call whose rule asks for a
+ * person stops the run with a `tool-approval-request` when no `toolApproval` is set (a `toolApproval` takes
+ * precedence). `execute` runs such a call only when the last message holds a person's answer approving exactly
+ * this call — its tool call id, tool name and input — and records the answer as a `hopguard.approval` span
+ * (`approved`, or `declined`, also when no valid approval was found). An automatic approval is no person's. Message
+ * history comes from the client: set `experimental_toolApprovalSecret` and pass the same secret as `approvalSecret`,
+ * so that only approvals the SDK itself requested count. The SDK never calls `execute` for a declined approval; add
+ * {@link hopguardApprovalTrail} to the run's telemetry to record those.
+ *
+ * Guarding stands where `toolApproval` does not: a forgotten or permissive one, a direct `execute` call, AI SDK 6.
+ * Tools made by {@link agentTool} are kept as they are: they authorize themselves, by delegating.
  *
  * @example
  * ```ts
@@ -56,9 +80,10 @@ const onDeniedChoices: ReadonlySet<unknown> = new Set(["refuse", "throw", undefi
  * import { generateText } from "ai";
  * import { guardTools } from "hopguard/ai";
  *
- * const tools = guardTools(await mcpClient.tools(), { server: "filesystem" });
+ * const secret = process.env.TOOL_APPROVAL_SECRET;
+ * const tools = guardTools(await mcpClient.tools(), { server: "filesystem", approvalSecret: secret });
  * const result = await guard.runAs(await alice.delegate(researcher), () =>
- *   generateText({ model, tools, prompt: "Tidy up my notes" }),
+ *   generateText({ model, tools, experimental_toolApprovalSecret: secret, prompt: "Tidy up my notes" }),
  * );
  * // a refused call's result reads: hopguard refused filesystem/write_file: denied by agent "researcher" ...
  * ```
@@ -69,17 +94,26 @@ export function guardTools<TOOLS extends ToolSet>(tools: TOOLS, options: GuardTo
   if (!onDeniedChoices.has(options.onDenied)) {
     throw new InvalidInputError("options.onDenied", 'must be "refuse" or "throw"');
   }
+  const { approvalSecret } = options;
+  const verify = approvalSecret === undefined ? undefined : approvalVerifier(approvalSecret, "options.approvalSecret");
+  // Object.fromEntries defines each key as an own property: a tool named "__proto__" stays a tool.
   return Object.fromEntries(
     (Object.entries(tools) as [string, Tool][]).map(([name, tool]) => [
       name,
-      agentOf(tool) === undefined ? guardTool(name, tool, resolveTarget(name), options) : tool,
+      agentOf(tool) === undefined ? guardTool(name, tool, resolveTarget(name), options, verify) : tool,
     ]),
   ) as TOOLS;
 }
 
 type Execute = (input: unknown, options: ToolExecutionOptions<unknown>) => unknown;
 
-function guardTool(name: string, tool: Tool, target: ToolTarget, options: GuardToolsOptions): Tool {
+function guardTool(
+  name: string,
+  tool: Tool,
+  target: ToolTarget,
+  options: GuardToolsOptions,
+  verify: ApprovalVerifier | undefined,
+): Tool {
   const { execute, needsApproval, toModelOutput } = tool as Tool & { execute?: Execute };
   if (typeof execute !== "function") {
     throw new InvalidInputError(
@@ -89,67 +123,86 @@ function guardTool(name: string, tool: Tool, target: ToolTarget, options: GuardT
   }
   const { delegation: explicit, onDenied = "refuse", tracer } = options;
 
-  const decide = (input: unknown, callOptions: Partial<ToolExecutionOptions<unknown>> | undefined) =>
-    decideToolCall(
-      resolveDelegation(explicit, ...delegationsInToolOptions(callOptions)),
-      toToolCall(target, tool, input, callOptions?.toolCallId),
-      { signal: callOptions?.abortSignal, tracer },
-    );
-
-  // Resolves to undefined when the call may run, else to the refusal to return in its place.
-  const admit = async (input: unknown, callOptions: ToolExecutionOptions<unknown>): Promise<string | undefined> => {
-    const outcome = await decide(input, callOptions);
-    if (outcome.type === "allowed") return undefined;
-    if (outcome.type === "approval-required") {
-      if (approvedByHuman(callOptions?.messages, callOptions?.toolCallId)) return undefined;
-      const why = outcome.approval.reasons.length === 0 ? "" : ` (${outcome.approval.reasons.join("; ")})`;
-      return refuse(outcome, `a human's approval is required${why} and was not given`);
-    }
-    return refuse(outcome, outcome.reason);
+  // Reads the input once: the snapshot is what the PDP is asked about and, when allowed, what the tool receives.
+  const decide = async (input: unknown, callOptions: Partial<ToolExecutionOptions<unknown>> | undefined) => {
+    const delegation = resolveDelegation(explicit, ...delegationsInToolOptions(callOptions));
+    const call = toToolCall(target, tool, input, callOptions?.toolCallId);
+    const snapshot = snapshotOrUndefined(call);
+    const outcome = await decideToolCall(delegation, snapshot ?? call, { signal: callOptions?.abortSignal, tracer });
+    return { delegation, outcome, snapshot };
   };
 
-  const refuse = (outcome: ToolCallOutcome, reason: string): string => {
-    if (onDenied === "throw") {
-      if (outcome.type === "denied") {
-        // No decision means no chain, bad input or no PDP answer: throw what failed.
-        throw outcome.decision === undefined ? outcome.error : new ToolCallDeniedError(outcome.decision);
+  // The input to run the tool with — a fresh copy of the authorized snapshot — or the refusal to return instead.
+  const admit = async (
+    input: unknown,
+    callOptions: ToolExecutionOptions<unknown>,
+  ): Promise<{ input: unknown } | { refusal: string }> => {
+    const { delegation, outcome } = await decide(input, callOptions);
+    if (outcome.type === "denied") return { refusal: refuse(outcome, outcome.reason) };
+    if (outcome.type === "approval-required" && delegation !== undefined) {
+      const finding = await findPersonsAnswer(readApprovalHistory(callOptions?.messages), {
+        toolCallId: outcome.call.toolCallId,
+        toolName: name,
+        input: outcome.call.arguments,
+        verify,
+      });
+      const answer: ApprovalAnswer = finding.type === "answer" ? finding : { approved: false, reason: finding.why };
+      // Approved or not, the answer is recorded: a refused call must not look like one that ran.
+      const standing = delegation.recordApproval(outcome.decision, answer);
+      if (!standing.allowed) {
+        if (onDenied === "throw") throw new ToolCallDeniedError(standing);
+        if (finding.type === "answer") return { refusal: refusalText(target, standing.reason) };
+        const { reasons } = outcome.approval;
+        const why = reasons.length === 0 ? "" : ` (${reasons.join("; ")})`;
+        return { refusal: refusalText(target, `a human's approval is required${why} and was not given`) };
       }
-      // A missing approval is a deny the PDP could not know about; named the way scope refusals are.
-      throw new ToolCallDeniedError(declinedApproval(outcome.decision, reason));
+    }
+    // Never the object we were handed: the caller may still hold it, and change it.
+    return { input: structuredClone(outcome.call.arguments) };
+  };
+
+  const refuse = (outcome: Extract<ToolCallOutcome, { type: "denied" }>, reason: string): string => {
+    if (onDenied === "throw") {
+      // No decision means no chain, bad input or no PDP answer: throw what failed.
+      throw outcome.decision === undefined ? outcome.error : new ToolCallDeniedError(outcome.decision);
     }
     return refusalText(target, reason);
   };
 
   const guardedExecute: Execute = isAsyncGeneratorFunction(execute)
     ? async function* (input, callOptions) {
-        const refusal = await admit(input, callOptions);
-        if (refusal !== undefined) {
-          yield refusal;
+        const admitted = await admit(input, callOptions);
+        if ("refusal" in admitted) {
+          yield admitted.refusal;
           return;
         }
-        yield* execute.call(tool, input, callOptions) as AsyncIterable<unknown>;
+        yield* execute.call(tool, admitted.input, callOptions) as AsyncIterable<unknown>;
       }
     : async (input, callOptions) => {
-        const refusal = await admit(input, callOptions);
-        if (refusal !== undefined) return refusal;
+        const admitted = await admit(input, callOptions);
+        if ("refusal" in admitted) return admitted.refusal;
         // The SDK streams an AsyncIterable only when execute returns one synchronously; past our await, keep its
         // final value rather than hand back the iterable itself.
-        return lastValueIfIterable(await execute.call(tool, input, callOptions));
+        return lastValueIfIterable(await execute.call(tool, admitted.input, callOptions));
       };
 
   const refusalPrefix = refusalText(target, "");
   return {
     ...tool,
     execute: guardedExecute,
-    // An explicit `true` already asks for approval every time; anything else is asked first, then the PDP.
+    // An explicit `true` already asks for approval every time; otherwise the PDP is asked, then the tool's own rule,
+    // about the same snapshot.
     needsApproval:
       needsApproval === true
         ? true
         : async (input: unknown, callOptions: Partial<ToolExecutionOptions<unknown>>) => {
-            if (typeof needsApproval === "function" && (await needsApproval.call(tool, input, callOptions as never))) {
-              return true;
-            }
-            return (await decide(input, callOptions)).type === "approval-required";
+            const { outcome, snapshot } = await decide(input, callOptions);
+            if (outcome.type === "approval-required") return true;
+            if (typeof needsApproval !== "function") return false;
+            const call = outcome.type === "allowed" ? outcome.call : snapshot;
+            // Unreadable input never runs: execute refuses it.
+            if (call === undefined) return false;
+            return Boolean(await needsApproval.call(tool, structuredClone(call.arguments), callOptions as never));
           },
     // A tool's own converter expects its own output; hand it everything but our refusal, which the model reads as text.
     ...(typeof toModelOutput === "function"
@@ -161,6 +214,15 @@ function guardTool(name: string, tool: Tool, target: ToolTarget, options: GuardT
         }
       : {}),
   } as Tool;
+}
+
+function snapshotOrUndefined(call: ToolCall): ValidatedToolCall | undefined {
+  try {
+    return validateToolCall(call);
+  } catch {
+    // Left to decideToolCall, which refuses it with its span.
+    return undefined;
+  }
 }
 
 function isAsyncGeneratorFunction(fn: unknown): fn is (...args: unknown[]) => AsyncGenerator {

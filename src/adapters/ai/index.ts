@@ -6,6 +6,12 @@ export {
   type ToolApprovalRequestInput,
 } from "./tool-approval.ts";
 export { type GuardToolsOptions, guardTools } from "./guard-tools.ts";
+export {
+  type HopguardApprovalTrail,
+  type HopguardApprovalTrailOptions,
+  hopguardApprovalTrail,
+} from "./approval-trail.ts";
+export type { ApprovalSecret } from "./approval-signature.ts";
 export { type CallableToolSetOptions, callableToolSet } from "./callable-tool-set.ts";
 
 // Sub-agents

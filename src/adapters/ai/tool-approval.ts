@@ -5,13 +5,15 @@ import type { Delegation } from "../../delegation.ts";
 import { InvalidInputError } from "../../errors.ts";
 import { decideToolCall, refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
 import { agentOf } from "./agent-identity.ts";
-import { delegationIn } from "./delegation-context.ts";
+import { delegationIn, ownEntry } from "./delegation-context.ts";
 import { type ToolTargetOptions, toolTargetResolver, toToolCall } from "./tool-target.ts";
 
 /** Options for {@link hopguardToolApproval}. */
 export interface HopguardToolApprovalOptions extends ToolTargetOptions {
   /**
-   * The chain every call acts for.
+   * The chain every call acts for. The deepest chain in effect decides: when `runtimeContext`, the tool's
+   * `toolsContext` entry or the ambient `runAs` chain was delegated from this one — a sub-agent's run, say — that
+   * longer chain is used, so a sub-agent never acts with its orchestrator's rights.
    *
    * @defaultValue the `delegation` in `runtimeContext`, else in the tool's `toolsContext` entry, else the ambient
    * chain set by `runAs`
@@ -54,6 +56,11 @@ export type HopguardToolApproval = (request: ToolApprovalRequestInput) => Promis
  * and an unreachable PDP are all denials. The SDK asks again before running a call a person approved, so an approval
  * never outlives a deny. Tools made by {@link agentTool} are `'not-applicable'`: they authorize themselves, by
  * delegating. To leave other tools (say, provider-executed ones) to another policy, call this from your own function.
+ *
+ * This answers before the SDK executes, about the input it was shown: it cannot bind what the SDK, or anyone holding
+ * the tool, later hands `execute`. Wrap the tools with {@link guardTools} as well, which checks again at `execute`
+ * and runs exactly what it checked. A declined approval never reaches this callback; {@link hopguardApprovalTrail}
+ * records it.
  *
  * @example
  * ```ts
@@ -105,13 +112,6 @@ export function hopguardToolApproval(options: HopguardToolApprovalOptions): Hopg
       return { type: "denied", reason: refusalText(what, `authorization failed: ${messageOf(error)}`) };
     }
   };
-}
-
-function ownEntry(record: unknown, key: string): unknown {
-  // Tool names come from the model: never let one reach a prototype property.
-  return typeof record === "object" && record !== null && Object.hasOwn(record, key)
-    ? (record as Record<string, unknown>)[key]
-    : undefined;
 }
 
 function messageOf(error: unknown): string {

@@ -19,12 +19,20 @@ export interface ToolTargetOptions {
   resolveTool?: ((toolName: string) => ToolTarget) | undefined;
 }
 
-/** Checks the mapping options once, up front, and returns the mapping. */
+/**
+ * Checks the mapping options once, up front, and returns the mapping. Each answer of `resolveTool` is read once into
+ * a frozen copy: a target whose getters answer differently later cannot have one tool checked as another.
+ */
 export function toolTargetResolver(options: ToolTargetOptions | undefined): (toolName: string) => ToolTarget {
   const { server, resolveTool } = options ?? {};
   if (resolveTool !== undefined) {
     if (typeof resolveTool !== "function") throw new InvalidInputError("options.resolveTool", "must be a function");
-    return resolveTool;
+    return (toolName) => {
+      // Whatever it returns is copied as is: a malformed target is the core's to refuse, with its span.
+      const target = (resolveTool(toolName) ?? {}) as Partial<ToolTarget>;
+      const { server: mapped, tool } = target;
+      return Object.freeze({ server: mapped, tool }) as ToolTarget;
+    };
   }
   if (typeof server !== "string" || server === "" || server.includes("/")) {
     throw new InvalidInputError(
@@ -32,7 +40,7 @@ export function toolTargetResolver(options: ToolTargetOptions | undefined): (too
       "must name the MCP server the tools belong to (a non-empty string without '/'), or pass resolveTool",
     );
   }
-  return (toolName) => ({ server, tool: toolName });
+  return (toolName) => Object.freeze({ server, tool: toolName });
 }
 
 /** hopguard's view of one AI SDK tool call; anything malformed is left for the core to refuse. */

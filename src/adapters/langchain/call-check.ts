@@ -1,18 +1,19 @@
 import { ToolMessage } from "@langchain/core/messages";
-import type { ToolTarget } from "../../cerbos-request.ts";
+import type { ToolTarget, ValidatedToolCall } from "../../cerbos-request.ts";
 import type { Delegation } from "../../delegation.ts";
 import { ToolCallDeniedError } from "../../errors.ts";
 import { decideToolCall, refusalText, type ToolCallOutcome } from "../../tool-call-outcome.ts";
 import { approvalAnswer, approvalInterrupt } from "./approval-interrupt.ts";
 import type { ToolGuardOptions } from "./options.ts";
 
-/** A tool call as LangChain makes it, with the server and tool it stands for. */
+/** A tool call as LangChain makes it, read once, with the server and tool it stands for. */
 export interface CheckedCall {
   /** The LangChain tool name. */
   name: string;
+  /** The arguments as read from the caller (see {@link toolArguments}); the PDP is asked about their snapshot. */
   args: Record<string, unknown>;
-  /** The model's tool call id. */
-  id: string | undefined;
+  /** The model's tool call id, as read; anything but a string or `undefined` is refused as invalid input. */
+  id: unknown;
   target: ToolTarget;
   annotations: Record<string, unknown> | undefined;
 }
@@ -25,64 +26,108 @@ export interface CallRuntime {
   signal: AbortSignal | undefined;
 }
 
-/** Whether a call may run, and the text the model reads when it may not. */
-export type CallVerdict = { readonly allowed: true } | { readonly allowed: false; readonly refusal: string };
+/** Whether a call may run — and then exactly what — and the text the model reads when it may not. */
+export type CallVerdict =
+  | {
+      readonly allowed: true;
+      /** The snapshot that was authorized: run {@link authorizedArguments} of it, never the caller's arguments. */
+      readonly call: ValidatedToolCall;
+    }
+  | { readonly allowed: false; readonly refusal: string };
 
 /**
- * Authorizes a call, pausing the run for a person when a policy asks for approval. Resolves to a refusal for the model
- * or, with `onDenied: "throw"`, throws when the PDP denied or could not decide.
+ * Authorizes a call, pausing the run for a person when a policy asks for approval. Resolves to the snapshot to run,
+ * to a refusal for the model or, with `onDenied: "throw"`, throws when the PDP denied or could not decide.
  *
  * @remarks
- * A person's answer only matters for a call the PDP allowed: after a resume the node runs again and the call is
- * authorized afresh, so an approval never turns a deny into an allow. A rejection is a refusal, never thrown.
+ * The caller's arguments are read once, into the snapshot the PDP is asked about; an allowed verdict carries that
+ * snapshot, so nothing that changes the caller's object afterwards changes what runs. A person's answer only matters
+ * for a call the PDP allowed: after a resume the node runs again and the call is authorized afresh, so an approval
+ * never turns a deny into an allow. The answer is recorded as a `hopguard.approval` span; a rejection is a refusal,
+ * never thrown.
  */
 export async function checkCall(
   call: CheckedCall,
   runtime: CallRuntime,
   options: Pick<ToolGuardOptions, "onDenied" | "tracer">,
 ): Promise<CallVerdict> {
+  const { delegation } = runtime;
   const outcome = await decideToolCall(
-    runtime.delegation,
+    delegation,
     {
       server: call.target.server,
       tool: call.target.tool,
       arguments: call.args,
       annotations: call.annotations,
-      toolCallId: call.id,
+      // Validated there: a non-string id is refused, with its span.
+      toolCallId: call.id as string | undefined,
     },
     { signal: runtime.signal, tracer: options.tracer },
   );
-  if (outcome.type === "allowed") return { allowed: true };
+  if (outcome.type === "allowed") return { allowed: true, call: outcome.call };
   if (outcome.type === "denied") {
     if (options.onDenied === "throw") throw deniedError(outcome);
     return { allowed: false, refusal: refusalText(call.target, outcome.reason) };
   }
-  if (runtime.interrupt === undefined) {
+  // A chain decided, so there is one; the check keeps the type system and a refactor honest.
+  if (runtime.interrupt === undefined || delegation === undefined) {
     return {
       allowed: false,
       refusal: refusalText(call.target, "it needs a person's approval, and this run cannot pause to ask for it"),
     };
   }
   // Not in a try block: the interrupt throws LangGraph's GraphInterrupt to pause the run.
-  const answer = approvalAnswer(
-    await runtime.interrupt(approvalInterrupt(call, call.target, outcome.decision, outcome.approval)),
+  const resume = await runtime.interrupt(
+    approvalInterrupt(
+      { name: call.name, args: authorizedArguments(outcome.call) },
+      call.target,
+      outcome.decision,
+      outcome.approval,
+    ),
   );
-  if (answer.approved) return { allowed: true };
-  const why = answer.message === undefined ? "" : `: ${answer.message}`;
-  return { allowed: false, refusal: refusalText(call.target, `a person did not approve it${why}`) };
+  const standing = delegation.recordApproval(outcome.decision, approvalAnswer(resume));
+  return standing.allowed
+    ? { allowed: true, call: outcome.call }
+    : { allowed: false, refusal: refusalText(call.target, standing.reason) };
+}
+
+/**
+ * What the PDP is asked about for a tool's input: a record as it is; anything else — a string tool's input — as
+ * `{ input }`, which is how such tools' schemas name it.
+ */
+export function toolArguments(input: unknown): Record<string, unknown> {
+  return isRecord(input) ? input : { input };
+}
+
+/**
+ * The authorized arguments in the shape the tool takes, as a fresh copy: the snapshot is frozen and shared, and the
+ * tool may keep or change what it is given. `wasRecord` says whether {@link toolArguments} kept the input as it was.
+ */
+export function authorizedInput(call: ValidatedToolCall, wasRecord: boolean): unknown {
+  const args = authorizedArguments(call);
+  return wasRecord ? args : args.input;
+}
+
+/** A fresh, mutable copy of the arguments that were authorized. */
+export function authorizedArguments(call: ValidatedToolCall): Record<string, unknown> {
+  return structuredClone(call.arguments) as Record<string, unknown>;
 }
 
 /** The refusal as the message LangChain agents expect in place of a tool's result. */
-export function refusalMessage(call: { name: string; id?: string | undefined }, refusal: string): ToolMessage {
-  return new ToolMessage({ content: refusal, tool_call_id: call.id ?? "", name: call.name, status: "error" });
+export function refusalMessage(call: { name: string; id?: unknown }, refusal: string): ToolMessage {
+  const id = typeof call.id === "string" ? call.id : "";
+  return new ToolMessage({ content: refusal, tool_call_id: id, name: call.name, status: "error" });
 }
 
 /** MCP tool annotations, which `@langchain/mcp-adapters` keeps in the tool's `metadata.annotations`. */
 export function annotationsOf(tool: unknown): Record<string, unknown> | undefined {
   const annotations = (tool as { metadata?: { annotations?: unknown } } | undefined)?.metadata?.annotations;
-  return typeof annotations === "object" && annotations !== null && !Array.isArray(annotations)
-    ? (annotations as Record<string, unknown>)
-    : undefined;
+  return isRecord(annotations) ? annotations : undefined;
+}
+
+/** A non-array object: what a tool's arguments are. */
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function deniedError(outcome: Extract<ToolCallOutcome, { type: "denied" }>): Error {

@@ -9,9 +9,17 @@ import {
   type ToolSchemaBase,
 } from "@langchain/core/tools";
 import type { ToolTarget } from "../../cerbos-request.ts";
-import { resolveDelegation } from "../../tool-call-outcome.ts";
+import { refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
 import { isAgentTool } from "./agent-identity.ts";
-import { annotationsOf, type CheckedCall, checkCall, refusalMessage } from "./call-check.ts";
+import {
+  annotationsOf,
+  authorizedInput,
+  type CheckedCall,
+  checkCall,
+  isRecord,
+  refusalMessage,
+  toolArguments,
+} from "./call-check.ts";
 import { contextDelegation, type ToolGuardOptions } from "./options.ts";
 import { toolTarget } from "./tool-target.ts";
 
@@ -32,8 +40,12 @@ export interface GuardToolsOptions extends ToolGuardOptions {}
  * refusal text. When a policy asks for approval, the call pauses the LangGraph run with an {@link ApprovalInterrupt}
  * (a checkpointer is needed to resume); outside a graph node it is refused.
  *
+ * The call is read once and its snapshot authorized; the wrapped tool then runs a fresh copy of exactly that
+ * snapshot (JSON data: a `Date` or `URL` argument arrives as the string the PDP saw), never the caller's object.
  * Arguments are authorized as the model sent them, before the tool's schema parses them: avoid schemas whose
- * defaults or transforms would change what a policy looks at. Throws {@link InvalidInputError} when a tool's server
+ * defaults or transforms would change what a policy looks at. The chain is the deepest in effect (see
+ * {@link resolveDelegation}): a tool bound to an orchestrator's `delegation` and called inside a sub-agent's run
+ * acts for the sub-agent's longer chain. Throws {@link InvalidInputError} when a tool's server
  * cannot be told from its name (see {@link ToolGuardOptions.server}). Guard a tool with this or with
  * {@link hopguardMiddleware}, not both: each would authorize, and ask for approval, on its own. `createAgent`'s tool
  * node turns an error a tool throws into an error `ToolMessage`, so there `onDenied: "throw"` ends the run only
@@ -101,7 +113,9 @@ class GuardedTool extends StructuredTool {
     input: TInput,
     config?: TConfig,
   ): Promise<ToolReturnType<TInput, TConfig, ToolOutput>> {
-    return this.#guard(input, config, () => this.#tool.invoke(input, config));
+    return this.#guard(input, config, (authorized, authorizedConfig) =>
+      this.#tool.invoke(authorized, authorizedConfig),
+    );
   }
 
   /** @deprecated Use `invoke`; guarded all the same. */
@@ -110,7 +124,9 @@ class GuardedTool extends StructuredTool {
     configArg?: TConfig,
     tags?: string[],
   ): Promise<ToolReturnType<TArg, TConfig, ToolOutput>> {
-    return this.#guard(arg, configArg, () => this.#tool.call(arg, configArg, tags));
+    return this.#guard(arg, configArg, (authorized, authorizedConfig) =>
+      this.#tool.call(authorized, authorizedConfig, tags),
+    );
   }
 
   // Never reached through invoke or call, which hand the call to the wrapped tool; guarded for direct callers.
@@ -122,14 +138,25 @@ class GuardedTool extends StructuredTool {
     return this.invoke(arg as StructuredToolCallInput, parentConfig);
   }
 
-  async #guard<T>(input: unknown, config: ToolRunnableConfig | undefined, run: () => Promise<T>): Promise<T> {
-    const toolCall = isToolCall(input) ? input : config?.toolCall;
-    const args = isToolCall(input) ? input.args : input;
+  /**
+   * Reads the caller's input once, authorizes its snapshot, and runs the wrapped tool with a fresh copy of exactly
+   * that snapshot — never the caller's object, which a getter, a `toJSON` or another holder could change.
+   */
+  async #guard<T>(
+    input: unknown,
+    config: ToolRunnableConfig | undefined,
+    run: (input: StructuredToolCallInput, config: ToolRunnableConfig | undefined) => Promise<T>,
+  ): Promise<T> {
+    const given = readToolInput(input);
+    const configCall = config?.toolCall;
+    // A tool call LangChain put in the config (the tool reads its id, and a tool function could read its args).
+    const configEnvelope = isRecord(configCall) ? envelopeOf(configCall) : undefined;
+    const envelope = given.envelope ?? configEnvelope;
+    const wasRecord = isRecord(given.args);
     const call: CheckedCall = {
       name: this.name,
-      // String-input tools take `{ input }`, which is how their schema names it.
-      args: isRecord(args) ? args : { input: args },
-      id: toolCall?.id,
+      args: toolArguments(given.args),
+      id: envelope?.id,
       target: this.#target,
       annotations: annotationsOf(this),
     };
@@ -142,18 +169,41 @@ class GuardedTool extends StructuredTool {
       },
       this.#options,
     );
-    if (verdict.allowed) return run();
     // Same shape as the tool's own answer: a ToolMessage for a tool call, plain content for bare arguments.
-    return (call.id === undefined ? verdict.refusal : refusalMessage(call, verdict.refusal)) as T;
+    const refuse = (refusal: string) =>
+      (envelope?.id === undefined ? refusal : refusalMessage({ name: this.name, id: envelope.id }, refusal)) as T;
+    if (!verdict.allowed) return refuse(verdict.refusal);
+    const args = authorizedInput(verdict.call, wasRecord);
+    // Bare arguments that read as a tool call the second time changed while being read: the wrapped tool would take
+    // them for a tool call and run their inner `args`, which is not what the PDP judged as the arguments.
+    if (given.envelope === undefined && isRecord(args) && args.type === "tool_call") {
+      return refuse(refusalText(this.#target, "its arguments changed while they were read"));
+    }
+    const toolInput = given.envelope === undefined ? args : { ...given.envelope, args };
+    const toolConfig =
+      configEnvelope === undefined ? config : { ...config, toolCall: { ...configEnvelope, args } as ToolCall };
+    return run(toolInput as StructuredToolCallInput, toolConfig);
   }
 }
 
-function isToolCall(value: unknown): value is ToolCall {
-  return isRecord(value) && value.type === "tool_call";
+/** A tool call's envelope as read once: LangChain's `type`, `id` and `name` beside the arguments. */
+interface ToolCallEnvelope {
+  readonly type: "tool_call";
+  readonly id: unknown;
+  readonly name: unknown;
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
+/** The caller's input, each part read once: a tool call's envelope and arguments, or bare arguments. */
+function readToolInput(input: unknown): { envelope: ToolCallEnvelope | undefined; args: unknown } {
+  if (!isRecord(input)) return { envelope: undefined, args: input };
+  const { type } = input;
+  if (type !== "tool_call") return { envelope: undefined, args: input };
+  return { envelope: envelopeOf(input), args: input.args };
+}
+
+function envelopeOf(toolCall: Record<string, unknown>): ToolCallEnvelope {
+  const { id, name } = toolCall;
+  return { type: "tool_call", id, name };
 }
 
 /** `fields` without its undefined properties, which `exactOptionalPropertyTypes` keeps apart from missing ones. */

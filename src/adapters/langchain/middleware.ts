@@ -5,7 +5,7 @@ import type { Delegation } from "../../delegation.ts";
 import { refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
 import type { ToolDescriptor } from "../../tool-listing.ts";
 import { isAgentTool } from "./agent-identity.ts";
-import { annotationsOf, checkCall, refusalMessage } from "./call-check.ts";
+import { annotationsOf, authorizedInput, checkCall, isRecord, refusalMessage, toolArguments } from "./call-check.ts";
 import { contextDelegation, type ToolGuardOptions } from "./options.ts";
 import { toolTarget } from "./tool-target.ts";
 
@@ -34,19 +34,31 @@ export interface HopguardMiddlewareOptions extends ToolGuardOptions {
  * pauses on its own, so two calls needing approval in one step are two interrupts, resumed by interrupt id. Guard a
  * tool with this or with {@link guardTools}, not both.
  *
+ * Put it **last** in `middleware`, innermost: LangChain composes `wrapToolCall` with the first middleware outermost,
+ * so a middleware placed after hopguard runs between its check and the tool and could replace the call, while what
+ * one placed before it changes is authorized as changed. hopguard reads the call once, authorizes that snapshot and
+ * hands the tool a fresh copy of exactly it. The PDP is asked about the tool that runs: `request.tool` when an outer
+ * middleware set one, whatever name the call gives.
+ *
+ * A call's chain is the deepest in effect (see {@link resolveDelegation}): with `delegation` bound to an
+ * orchestrator's chain, a call made inside a sub-agent's run (an {@link agentTool}) acts for the sub-agent's
+ * longer chain. A person's answer to an approval is recorded as a `hopguard.approval` span.
+ *
  * Provider-side tools, which run at the model provider rather than in the tool node, are not offered either:
- * hopguard cannot authorize their calls. With `hideTools: false` the model is offered every tool as given.
+ * hopguard cannot authorize their calls. With `hideTools: false` the model is offered every tool as given; when the
+ * PDP cannot answer while listing, the model is offered none.
  *
  * @example
  * ```ts
- * import { createAgent } from "langchain";
+ * import { createAgent, toolCallLimitMiddleware } from "langchain";
  * import { MemorySaver } from "@langchain/langgraph";
  * import { hopguardMiddleware } from "hopguard/langchain";
  *
  * const agent = createAgent({
  *   model,
  *   tools: await mcp.getTools("filesystem"),
- *   middleware: [hopguardMiddleware({ server: "filesystem" })],
+ *   // hopguard last: innermost, so nothing runs between its check and the tool.
+ *   middleware: [toolCallLimitMiddleware({ runLimit: 20 }), hopguardMiddleware({ server: "filesystem" })],
  *   checkpointer: new MemorySaver(),
  * });
  * const researcher = await alice.delegate({ id: "researcher", roles: ["agent"] });
@@ -68,30 +80,35 @@ export function hopguardMiddleware(options: HopguardMiddlewareOptions = {}) {
       return handler({ ...request, tools });
     },
     wrapToolCall: async (request, handler) => {
-      const { toolCall, runtime } = request;
-      if (isAgentTool(request.tool)) return handler(request);
+      // Read once: what is authorized below is what runs, whatever the request's getters would say later.
+      const { toolCall, tool, runtime } = request;
+      if (isAgentTool(tool)) return handler({ ...request, tool, toolCall });
+      const { type, id, name, args } = toolCall;
+      // The PDP is asked about the tool that runs: the request's tool when a middleware put one there, else the named.
+      const runs = tool === undefined ? name : String(tool.name);
       let target: ToolTarget;
       try {
-        target = toolTarget(toolCall.name, options);
+        target = toolTarget(runs, options);
       } catch (error) {
         // No target, nothing to ask the PDP about: refused like any other call that cannot be authorized.
         if (options.onDenied === "throw") throw error;
         const reason = error instanceof Error ? error.message : String(error);
-        return refusalMessage(toolCall, refusalText({ server: "(unknown)", tool: toolCall.name }, reason));
+        return refusalMessage({ name, id }, refusalText({ server: "(unknown)", tool: runs }, reason));
       }
-      const call = {
-        name: toolCall.name,
-        args: toolCall.args,
-        id: toolCall.id,
-        target,
-        annotations: annotationsOf(request.tool),
-      };
+      const wasRecord = isRecord(args);
       const verdict = await checkCall(
-        call,
+        { name: runs, args: toolArguments(args), id, target, annotations: annotationsOf(tool) },
         { delegation: chainOf(runtime.context), interrupt: runtime.interrupt, signal: runtime.signal },
         options,
       );
-      return verdict.allowed ? handler(request) : refusalMessage(call, verdict.refusal);
+      if (!verdict.allowed) return refusalMessage({ name, id }, verdict.refusal);
+      const authorized = {
+        ...(type === undefined ? {} : { type }),
+        ...(id === undefined ? {} : { id }),
+        name,
+        args: authorizedInput(verdict.call, wasRecord) as Record<string, unknown>,
+      };
+      return handler({ ...request, tool, toolCall: authorized });
     },
   });
 }

@@ -1,31 +1,20 @@
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import type { RequestOptions } from "@modelcontextprotocol/sdk/shared/protocol.js";
-import type { CallToolResult, ClientRequest, ListToolsResult } from "@modelcontextprotocol/sdk/types.js";
 import type { Tracer } from "@opentelemetry/api";
-import type { ApprovalRequest } from "../../approval.ts";
-import type { ToolCall } from "../../cerbos-request.ts";
-import type { Decision } from "../../decision.ts";
 import type { Delegation } from "../../delegation.ts";
 import { InvalidInputError } from "../../errors.ts";
-import { overlay } from "./overlay.ts";
-import { createToolGate, type ToolCallParams, type ToolGate } from "./tool-gate.ts";
-
-/** What {@link GuardMcpClientOptions.approve} is asked to approve. */
-export interface McpApprovalRequest {
-  /** The call as hopguard authorized it: server, tool, arguments and annotations. */
-  readonly call: ToolCall;
-  /** The PDP's decision: allowed, with the outputs that asked for approval. */
-  readonly decision: Decision;
-  /** Why approval is needed, and which hops' rules asked for it. */
-  readonly approval: ApprovalRequest;
-}
+import type { McpApprover } from "./ask-approval.ts";
+import { ClientGate } from "./client-gate.ts";
+import { guardedMembers } from "./client-members.ts";
+import { allowListedView } from "./client-view.ts";
+import { createToolGate } from "./tool-gate.ts";
 
 /** Options for {@link guardMcpClient}. */
 export interface GuardMcpClientOptions {
   /** The server's name in policies: its tools are checked as resource kind `mcp::<server>`. No `/`. */
   server: string;
   /**
-   * The chain every call acts for.
+   * The chain every call acts for. A call made inside `runAs` for a chain delegated from this one (a sub-agent of
+   * this orchestrator) acts for that longer chain instead: every hop and the narrower scope are checked.
    *
    * @defaultValue the ambient chain set by `runAs` at the time of each call
    */
@@ -33,18 +22,21 @@ export interface GuardMcpClientOptions {
   /**
    * What a refused call does. `"refuse"` answers with an `isError` result the model can read, and a listing with
    * no tools; `"throw"` throws a {@link ToolCallDeniedError} for a policy's (or an approver's) deny, or the
-   * underlying {@link HopguardError} when there is no chain or the PDP cannot answer.
+   * underlying {@link HopguardError} when there is no chain, the PDP cannot answer or the client is not connected
+   * through hopguard. An approver that throws makes the call throw that error.
    *
    * @defaultValue `"refuse"`
    */
   onDenied?: "refuse" | "throw" | undefined;
   /**
    * Asked when the PDP allows a call but a rule's output asks for a human's approval. The tool runs only if it
-   * returns (or resolves to) exactly `true`. It is never asked about a denied call.
+   * answers (or resolves to) exactly `true` or `{ approved: true }`; `{ approved, approver, reason }` names who
+   * answered and why. Every answer — an approval, a refusal, an approver that throws — is recorded as a
+   * `hopguard.approval` span. It is never asked about a denied call.
    *
    * @defaultValue none: every call that needs approval is refused
    */
-  approve?: ((request: McpApprovalRequest) => Promise<boolean> | boolean) | undefined;
+  approve?: McpApprover | undefined;
   /**
    * The tracer for the `hopguard.authorize` span of a call made without any chain; calls with a chain use the
    * guard's tracer.
@@ -58,13 +50,27 @@ const onDeniedChoices: ReadonlySet<unknown> = new Set(["refuse", "throw", undefi
 
 /**
  * Guards an MCP SDK `Client`: the returned client lists only the tools the chain could call, and asks Cerbos about
- * every hop of the chain before any tool call reaches the server. Everything else is the original client's.
+ * every hop of the chain before any tool call reaches the server.
  *
  * @remarks
+ * **The guarantee**: from this call on, every `tools/call` the client sends — through the returned view, the
+ * original `client`, `request`, the task streams, `notification`, the transport's `send`, or a JSON-RPC message
+ * written by hand — was authorized by the PDP, and carries exactly the name and arguments the PDP saw. hopguard
+ * gates the client's transport itself: a `tools/call` leaves only with a single-use ticket that the check issued
+ * for that exact call; anything else is rejected before it is sent, as is a JSON-RPC batch. Each call is read once
+ * into a snapshot (getters, `toJSON`, later edits by the caller change nothing that is sent). Tool annotations,
+ * which policies may key on, come only from hopguard's own reading of the server's tool list, read again after
+ * the server announces a change; they are the server's claims, not facts.
+ *
+ * **The limit**: code that held the raw transport before it was gated and calls its class's own `send` (say
+ * `StdioClientTransport.prototype.send.call(transport, message)`), or that writes to the pipe or socket beneath, is
+ * out of reach of any in-process guard: where that matters, guard the server side too.
+ *
  * The result is a view of `client`, not a copy: it stays an `instanceof Client`, shares its connection, and works
- * wherever the client did (for instance `loadMcpTools` from `@langchain/mcp-adapters`). Every way the client API
- * can send `tools/call` — `callTool`, `request`, and the experimental task streams — goes through the same check.
- * Keep the unguarded `client` away from the model: calls made through it are not checked.
+ * wherever the client did (for instance `loadMcpTools` from `@langchain/mcp-adapters`). It exposes exactly the
+ * public `Client` API (members a user needs, not the SDK's internals): any other property reads as `undefined`.
+ * If `client` is not connected yet, connect the view (`view.connect(transport)`); a client reconnected around the
+ * view afterwards is refused every call.
  *
  * @example
  * ```ts
@@ -87,6 +93,7 @@ const onDeniedChoices: ReadonlySet<unknown> = new Set(["refuse", "throw", undefi
  * ```
  */
 export function guardMcpClient<C extends Client>(client: C, options: GuardMcpClientOptions): C {
+  if (typeof client !== "object" || client === null) throw new InvalidInputError("client", "must be an MCP Client");
   if (typeof options?.server !== "string" || options.server === "" || options.server.includes("/")) {
     throw new InvalidInputError("options.server", "must be a non-empty string without '/'");
   }
@@ -96,85 +103,6 @@ export function guardMcpClient<C extends Client>(client: C, options: GuardMcpCli
   if (options.approve !== undefined && typeof options.approve !== "function") {
     throw new InvalidInputError("options.approve", "must be a function");
   }
-  const gate = createToolGate(client, options);
-  // `requestStream` is protected in TypeScript only; JavaScript callers can reach it, so it is guarded too.
-  const streaming = client as unknown as Streaming;
-  let experimental: Client["experimental"] | undefined;
-
-  const overrides = {
-    async listTools(...[params, requestOptions]: Parameters<Client["listTools"]>) {
-      return gate.filter(await client.listTools(params, requestOptions), requestOptions?.signal);
-    },
-
-    async callTool(...[params, resultSchema, requestOptions]: Parameters<Client["callTool"]>) {
-      return (
-        (await gate.admit(params, requestOptions?.signal)) ?? client.callTool(params, resultSchema, requestOptions)
-      );
-    },
-
-    async request(...[request, resultSchema, requestOptions]: Parameters<Client["request"]>) {
-      const signal = requestOptions?.signal;
-      if (isToolCall(request)) {
-        return (await gate.admit(request.params, signal)) ?? client.request(request, resultSchema, requestOptions);
-      }
-      const result = await client.request(request, resultSchema, requestOptions);
-      return request.method === "tools/list" ? gate.filter(result as ListToolsResult, signal) : result;
-    },
-
-    requestStream(request: ClientRequest, resultSchema: unknown, requestOptions?: RequestOptions) {
-      return guardStream(gate, request, requestOptions, () =>
-        streaming.requestStream(request, resultSchema, requestOptions),
-      );
-    },
-
-    get experimental() {
-      if (experimental === undefined) {
-        const tasks = client.experimental.tasks;
-        experimental = Object.freeze({
-          tasks: overlay(tasks, {
-            callToolStream(...[params, resultSchema, requestOptions]: Parameters<typeof tasks.callToolStream>) {
-              return guardStream(gate, { method: "tools/call", params }, requestOptions, () =>
-                tasks.callToolStream(params, resultSchema, requestOptions),
-              );
-            },
-            requestStream(...[request, resultSchema, requestOptions]: Parameters<typeof tasks.requestStream>) {
-              return guardStream(gate, request, requestOptions, () =>
-                tasks.requestStream(request, resultSchema, requestOptions),
-              );
-            },
-          }),
-        });
-      }
-      return experimental;
-    },
-  };
-  return overlay(client, overrides);
-}
-
-interface Streaming {
-  requestStream(request: unknown, resultSchema: unknown, options?: RequestOptions): AsyncGenerator<unknown, void, void>;
-}
-
-function isToolCall(request: {
-  method: string;
-  params?: unknown;
-}): request is { method: "tools/call"; params: ToolCallParams } {
-  return request.method === "tools/call";
-}
-
-/** Streams `open()` unless `request` is a tool call the gate refuses; then the refusal is the stream's one result. */
-async function* guardStream<M>(
-  gate: ToolGate,
-  request: { method: string; params?: unknown },
-  requestOptions: RequestOptions | undefined,
-  open: () => AsyncGenerator<M, void, void>,
-): AsyncGenerator<M | { type: "result"; result: CallToolResult }, void, void> {
-  if (isToolCall(request)) {
-    const refusal = await gate.admit(request.params, requestOptions?.signal);
-    if (refusal !== undefined) {
-      yield { type: "result", result: refusal };
-      return;
-    }
-  }
-  yield* open();
+  const gate = ClientGate.of(client);
+  return allowListedView(client, guardedMembers(client, gate, createToolGate(gate, options)));
 }

@@ -1,1 +1,2 @@
-export { type GuardMcpClientOptions, guardMcpClient, type McpApprovalRequest } from "./guard-mcp-client.ts";
+export { type GuardMcpClientOptions, guardMcpClient } from "./guard-mcp-client.ts";
+export type { McpApprovalAnswer, McpApprovalRequest, McpApprover } from "./ask-approval.ts";

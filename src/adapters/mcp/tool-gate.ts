@@ -1,128 +1,154 @@
-import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { type CallToolResult, ListToolsResultSchema, type Tool } from "@modelcontextprotocol/sdk/types.js";
-import { declinedApproval } from "../../approval.ts";
-import type { ToolCall } from "../../cerbos-request.ts";
-import { NoDelegationError, ToolCallDeniedError } from "../../errors.ts";
-import { decideToolCall, refusalText, resolveDelegation, type ToolCallOutcome } from "../../tool-call-outcome.ts";
-import type { GuardMcpClientOptions } from "./guard-mcp-client.ts";
+import type { CallToolRequest, CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
+import type { Tracer } from "@opentelemetry/api";
+import { type ValidatedToolCall, validateToolCall } from "../../cerbos-request.ts";
+import { HopguardError, NoDelegationError, ToolCallDeniedError } from "../../errors.ts";
+import { decideToolCall, refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
+import { admissionKey } from "./admissions.ts";
+import { askApproval, type McpApprover } from "./ask-approval.ts";
+import type { ClientGate } from "./client-gate.ts";
+import { isJsonObject, type JsonObject, jsonSnapshot } from "./json-snapshot.ts";
 
-/** The parameters of an MCP `tools/call` request, as far as the gate reads them. */
-export interface ToolCallParams {
-  name: string;
-  arguments?: Record<string, unknown> | undefined;
+/** What one guarded view decides with; see `GuardMcpClientOptions`. */
+export interface ToolGateOptions {
+  readonly server: string;
+  readonly delegation?: unknown;
+  readonly onDenied?: "refuse" | "throw" | undefined;
+  readonly approve?: McpApprover | undefined;
+  readonly tracer?: Tracer | undefined;
 }
 
-/** Where every tool call and tool listing of a guarded client is authorized. */
+/** A tool call the gate ruled on: the refusal to return, or the params to send (carrying their ticket). */
+export type Admission =
+  | { readonly type: "refused"; readonly result: CallToolResult }
+  | { readonly type: "admitted"; readonly params: CallToolRequest["params"]; readonly ticket: string };
+
+/** Where every tool call and tool listing of one guarded view is authorized. */
 export interface ToolGate {
-  /** Resolves to `undefined` when the call may run, or to the refusal to return instead of running it. */
-  admit(params: ToolCallParams, signal: AbortSignal | undefined): Promise<CallToolResult | undefined>;
-  /** The same listing with only the tools the chain could call, in the server's order. */
+  /**
+   * Authorizes one `tools/call`. Its params are read once; an admitted call's params are the authorized snapshot
+   * (never the caller's objects) with a single-use ticket the transport gate redeems.
+   */
+  admit(params: unknown, signal: AbortSignal | undefined): Promise<Admission>;
+  /** Runs `send` with an admitted call's params and forgets its ticket once it settles; returns a refusal as is. */
+  send<T>(admission: Admission, send: (params: CallToolRequest["params"]) => Promise<T>): Promise<T | CallToolResult>;
+  /** Forgets an admitted call's ticket: its request settled (or was never made). */
+  release(admission: Admission): void;
+  /** The same listing with only the tools the chain could call, judged with the server's own annotations. */
   filter<R extends { tools: Tool[] }>(listing: R, signal: AbortSignal | undefined): Promise<R>;
 }
 
-/** Builds the gate for one guarded client; `client` is the unguarded one, asked for tool annotations. */
-export function createToolGate(client: Client, options: GuardMcpClientOptions): ToolGate {
+/** Builds the gate of one guarded view over the client's {@link ClientGate}. */
+export function createToolGate(gate: ClientGate, options: ToolGateOptions): ToolGate {
   const { server, delegation: explicit, onDenied = "refuse", approve, tracer } = options;
   const throws = onDenied === "throw";
-  const annotations = new Map<string, Tool["annotations"]>();
-  let refreshing: Promise<void> | undefined;
 
-  const remember = (tools: readonly Tool[]): void => {
-    for (const tool of tools) annotations.set(tool.name, tool.annotations);
+  const refuse = (tool: unknown, reason: string, error: unknown): Admission => {
+    if (throws) throw error;
+    const text = refusalText({ server, tool: typeof tool === "string" ? tool : "?" }, reason);
+    return { type: "refused", result: { isError: true, content: [{ type: "text", text }] } };
+  };
+  const unguarded = (tool: unknown): Admission | undefined => {
+    if (gate.transport !== undefined) return undefined;
+    const reason =
+      "the client is not connected through hopguard (connect it through the guarded view, or guard it again once connected)";
+    return refuse(
+      tool,
+      reason,
+      new HopguardError("authorization_failed", `hopguard refused ${server}/${tool}: ${reason}`),
+    );
+  };
+  const admitted = (call: ValidatedToolCall, extra: JsonObject): Admission => {
+    const meta = isJsonObject(extra._meta) ? extra._meta : undefined;
+    const ticket = gate.admissions.issue(call.tool, call.arguments, meta === undefined);
+    const params = { ...extra, name: call.tool, arguments: call.arguments, _meta: { ...meta, [admissionKey]: ticket } };
+    return { type: "admitted", params, ticket };
   };
 
-  // Policies may key on annotations (say, deny `destructiveHint` for agents), so calling a tool nobody listed yet
-  // must not drop them: that could turn a deny into an allow. One listing at a time serves every waiting call.
-  const annotationsOf = async (tool: string): Promise<Tool["annotations"]> => {
-    if (!annotations.has(tool)) {
-      refreshing ??= listEveryTool().finally(() => {
-        refreshing = undefined;
-      });
-      await refreshing;
-    }
-    return annotations.get(tool);
-  };
-
-  const listEveryTool = async (): Promise<void> => {
-    let cursor: string | undefined;
-    do {
-      // `request`, not `listTools`: the client's own listTools would replace its output-schema cache with one page.
-      const page = await client.request(
-        { method: "tools/list", params: cursor === undefined ? {} : { cursor } },
-        ListToolsResultSchema,
-      );
-      remember(page.tools);
-      cursor = page.nextCursor;
-    } while (cursor !== undefined);
-  };
-
-  const refusal = (call: ToolCall, reason: string): CallToolResult => ({
-    isError: true,
-    content: [{ type: "text", text: refusalText(call, reason) }],
-  });
-
-  const askForApproval = async (
-    call: ToolCall,
-    outcome: Extract<ToolCallOutcome, { type: "approval-required" }>,
-  ): Promise<CallToolResult | undefined> => {
-    const { decision, approval } = outcome;
-    const why = approval.reasons.length === 0 ? "" : ` (${approval.reasons.join("; ")})`;
-    const declined = (reason: string): CallToolResult => {
-      // A declined approval is a deny the PDP could not know about; the decision names it the way scope refusals do.
-      if (throws) {
-        throw new ToolCallDeniedError(declinedApproval(decision, reason));
-      }
-      return refusal(call, reason);
-    };
-    if (approve === undefined) return declined(`a human's approval is required${why} and no approver is configured`);
-    let approved: boolean;
-    try {
-      // Only a literal `true` runs the tool: a truthy "no" from a sloppy approver must not.
-      approved = (await approve({ call, decision, approval })) === true;
-    } catch (error) {
-      if (throws) throw error;
-      return refusal(call, `asking for approval failed: ${error instanceof Error ? error.message : error}`);
-    }
-    return approved ? undefined : declined(`a human's approval is required${why} and was not given`);
+  const release = (admission: Admission): void => {
+    if (admission.type === "admitted") gate.admissions.release(admission.ticket);
   };
 
   return {
     async admit(params, signal) {
+      // Read once: the name, the arguments, and (as JSON) the rest, such as `_meta` and `task`.
+      const { name, arguments: args, ...rest } = (isObject(params) ? params : {}) as Record<string, unknown>;
+      const notConnected = unguarded(name);
+      if (notConnected !== undefined) return notConnected;
+      let extra: JsonObject;
+      try {
+        extra = jsonSnapshot(rest, "params") as JsonObject;
+      } catch (error) {
+        return refuse(name, messageOf(error), error);
+      }
       const delegation = resolveDelegation(explicit);
-      const call: ToolCall = { server, tool: params?.name, arguments: params?.arguments };
-      if (delegation !== undefined) {
+      let first: ValidatedToolCall | undefined;
+      try {
+        first = validateToolCall({ server, tool: name as string, arguments: args as Record<string, unknown> });
+      } catch {
+        // Bad input goes to decideToolCall as it came, to be refused there with its span.
+      }
+      let annotations: Tool["annotations"];
+      if (delegation !== undefined && first !== undefined) {
         try {
-          call.annotations = await annotationsOf(params?.name);
+          annotations = (await gate.annotations.current()).get(first.tool);
         } catch (error) {
-          // Without the annotations the PDP cannot judge the call as its policies may expect: refuse it.
-          if (throws) throw error;
-          return refusal(call, `its annotations could not be read from the server: ${messageOf(error)}`);
+          // Without the server's annotations the PDP cannot judge the call as its policies may expect.
+          return refuse(name, `its annotations could not be read from the server: ${messageOf(error)}`, error);
         }
       }
-      const outcome = await decideToolCall(delegation, call, { signal, tracer });
+      const outcome = await decideToolCall(
+        delegation,
+        first === undefined
+          ? { server, tool: name as string, arguments: args as Record<string, unknown> }
+          : { server, tool: first.tool, arguments: first.arguments, annotations },
+        { signal, tracer },
+      );
       switch (outcome.type) {
         case "allowed":
-          return undefined;
-        case "approval-required":
-          return askForApproval(call, outcome);
+          return unguarded(name) ?? admitted(outcome.call, extra);
+        case "approval-required": {
+          const { decision, approval, call } = outcome;
+          // An approval-required outcome always has a chain: only a chain's PDP answer can ask for approval.
+          const verdict = await askApproval(approve, delegation as NonNullable<typeof delegation>, {
+            call,
+            decision,
+            approval,
+          });
+          if (verdict.approved) return unguarded(name) ?? admitted(call, extra);
+          const error = verdict.thrown === undefined ? new ToolCallDeniedError(verdict.decision) : verdict.thrown.error;
+          return refuse(name, verdict.reason, error);
+        }
         case "denied":
-          if (throws) {
-            throw outcome.decision === undefined ? outcome.error : new ToolCallDeniedError(outcome.decision);
-          }
-          return refusal(call, outcome.reason);
+          return refuse(
+            name,
+            outcome.reason,
+            outcome.decision === undefined ? outcome.error : new ToolCallDeniedError(outcome.decision),
+          );
       }
     },
 
+    async send(admission, send) {
+      if (admission.type === "refused") return admission.result;
+      try {
+        return await send(admission.params);
+      } finally {
+        release(admission);
+      }
+    },
+
+    release,
+
     async filter(listing, signal) {
-      remember(listing.tools);
       try {
         const delegation = resolveDelegation(explicit);
         if (delegation === undefined) throw new NoDelegationError(`listing the tools of MCP server "${server}"`);
+        // The caller's listing says which tools to show; the gate's own listing says what they are.
+        const annotations = await gate.annotations.current();
         const callable = await delegation.callableTools(
           listing.tools.map((definition) => ({
             server,
             tool: definition.name,
-            annotations: definition.annotations,
+            annotations: annotations.get(definition.name),
             definition,
           })),
           { signal },
@@ -134,6 +160,10 @@ export function createToolGate(client: Client, options: GuardMcpClientOptions): 
       }
     },
   };
+}
+
+function isObject(value: unknown): value is object {
+  return typeof value === "object" && value !== null;
 }
 
 function messageOf(error: unknown): string {

@@ -255,6 +255,7 @@ describe("approvals through guarded tools alone", () => {
     );
 
     // An app policy that waves everything through replaces needsApproval; execute still holds the line.
+    tracing.reset();
     const result = await runAs(writer, () =>
       generateText({
         model,
@@ -270,6 +271,16 @@ describe("approvals through guarded tools alone", () => {
         "(moving files changes what others rely on) and was not given",
     );
     expect(existsSync(source) && !existsSync(destination)).toBe(true);
+    // The refusal is on record: the authorize span alone says "allow, approval required".
+    expect(tracing.spans().filter((span) => span.name === "hopguard.approval")).toMatchObject([
+      {
+        attributes: {
+          "hopguard.approval": "declined",
+          "hopguard.denied_by": "approval",
+          "hopguard.reason": "a person did not approve it: no approval of this call was given",
+        },
+      },
+    ]);
 
     const thrown = await runAs(writer, () =>
       generateText({
@@ -299,6 +310,49 @@ describe("approvals through guarded tools alone", () => {
     expect(toolResultsSeen(requestsTo(model)[0]).get("w")).toMatchObject({
       value: expect.stringMatching(refusedWrite),
     });
+  });
+  test("a tool's own needsApproval still asks, about a copy of the same snapshot", async () => {
+    const seen: unknown[] = [];
+    const original = tool({
+      inputSchema: z.object({ path: z.string(), content: z.string() }),
+      needsApproval: (input) => {
+        seen.push(input);
+        return input.content.includes("secret");
+      },
+      execute: async () => "written",
+    });
+    const tools = guardTools({ write_file: original }, { server: "filesystem" });
+    const path = join(fs.workspace, "own-rule.md");
+    const ask = (content: string) =>
+      runAs(writer, () =>
+        generateText({
+          model: scriptedModel({ calls: [{ id: "c1", tool: "write_file", input: { path, content } }] }, { text: "ok" }),
+          tools,
+          stopWhen: stepCountIs(2),
+          prompt: "w",
+        }),
+      );
+
+    const plain = await ask("hello");
+    const sensitive = await ask("the secret plan");
+
+    expect(plain.content.some((part) => part.type === "tool-approval-request")).toBe(false);
+    expect(sensitive.content.filter((part) => part.type === "tool-approval-request")).toHaveLength(1);
+    expect(seen).toEqual([
+      { path, content: "hello" },
+      { path, content: "the secret plan" },
+    ]);
+    // A call the policy denies is put to the tool's own rule too (so that a PDP answering differently at execute
+    // cannot skip it); execute refuses it either way.
+    const denied = await runAs(reader, () =>
+      generateText({
+        model: scriptedModel({ calls: [{ id: "c1", tool: "write_file", input: { path, content: "x" } }] }),
+        tools,
+        prompt: "w",
+      }),
+    );
+    expect(seen[2]).toEqual({ path, content: "x" });
+    expect(denied.toolResults[0]?.output).toMatch(refusedWrite);
   });
 });
 

@@ -265,7 +265,7 @@ describe("guardMcpClient: the rest of the client", () => {
     expect(server.executed).toEqual(["read_file"]);
   });
 
-  test("every other Client member is the original client's", async () => {
+  test("the rest of the public Client API is the original client's", async () => {
     const filesystem = guardMcpClient(server.client, { server: "filesystem", delegation: guard.forUser(alice) });
 
     expect(filesystem).toBeInstanceOf(Client);
@@ -277,16 +277,24 @@ describe("guardMcpClient: the rest of the client", () => {
     expect(server.client.onerror).toBe(onerror);
   });
 
-  test("methods of a Client subclass run on the client itself, so its #private fields still work", async () => {
+  test("a Client subclass's overrides run on the client itself (its #private fields work); other members are hidden", () => {
     class TaggedClient extends Client {
       readonly #tag = "tagged";
       tag(): string {
         return this.#tag;
       }
+      override getInstructions(): string {
+        return this.#tag;
+      }
     }
-    const tagged = new TaggedClient({ name: "hopguard-test", version: "0.0.0" });
+    const tagged = guardMcpClient(new TaggedClient({ name: "hopguard-test", version: "0.0.0" }), {
+      server: "filesystem",
+    });
 
-    expect(guardMcpClient(tagged, { server: "filesystem" }).tag()).toBe("tagged");
+    expect(tagged).toBeInstanceOf(TaggedClient);
+    expect(tagged.getInstructions()).toBe("tagged");
+    // Only the public MCP Client API is exposed: a member nobody vetted could be a way around the check.
+    expect((tagged as Partial<TaggedClient>).tag).toBeUndefined();
   });
 
   test("rejects options that would leave it unable to check anything", () => {
