@@ -13,6 +13,7 @@ import {
   validateToolCall,
 } from "./cerbos-request.ts";
 import type { Decision, DecisionSubject, HopDecision } from "./decision.ts";
+import { type TokenHop, type TokenSigner, tokenScope } from "./delegation-token.ts";
 import { DelegationError, InvalidInputError } from "./errors.ts";
 import { checkHops } from "./hop-check.ts";
 import type { PdpClient } from "./pdp-client.ts";
@@ -205,6 +206,38 @@ export class Delegation {
         return decision;
       },
     });
+  }
+
+  /**
+   * Signs this chain into a delegation token for an MCP server: the user and every agent with their roles,
+   * attributes and scope, the audience, a unique id and an expiry no later than this hop's scope (default lifetime
+   * 60 seconds). The server verifies it and authorizes every hop again on its own PDP (`guard.fromToken`).
+   *
+   * @example
+   * ```ts
+   * const token = await researcher.toToken(signer, { audience: "filesystem" });
+   * ```
+   */
+  async toToken(
+    signer: TokenSigner,
+    options: { audience: string | readonly string[]; ttlSeconds?: number },
+  ): Promise<string> {
+    const { audience, ttlSeconds = 60 } = options ?? {};
+    if (typeof audience !== "string" && !Array.isArray(audience)) {
+      throw new InvalidInputError("options.audience", "must name the server the token is for");
+    }
+    if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) {
+      throw new InvalidInputError("options.ttlSeconds", "must be a positive number of seconds");
+    }
+    if (this.#isExpired())
+      throw new InvalidInputError("delegation", `${this.#describe()} expired at ${this.#expiry()}`);
+    const lineage: Delegation[] = [];
+    for (let link: Delegation | undefined = this; link !== undefined; link = link.#parent) lineage.unshift(link);
+    const chain = lineage.map((link): TokenHop => {
+      const actor = link.agent ?? link.user;
+      return { id: actor.id, roles: [...actor.roles], attr: { ...actor.attr }, scope: tokenScope(link.scope) };
+    });
+    return signer.sign({ chain, audience, ttlSeconds });
   }
 
   /**

@@ -17,7 +17,8 @@ export type HopguardErrorCode =
   | "local_pdp_binary_not_found"
   | "local_pdp_policy_dir_not_found"
   | "local_pdp_policy_invalid"
-  | "local_pdp_failed_to_start";
+  | "local_pdp_failed_to_start"
+  | TokenErrorCode;
 
 const marker = Symbol.for("hopguard.error");
 
@@ -184,5 +185,53 @@ export class LocalPdpError extends HopguardError {
 
   static override isInstance(value: unknown): value is LocalPdpError {
     return HopguardError.isInstance(value) && value.code.startsWith("local_pdp_");
+  }
+}
+
+/** Why a delegation token was refused. */
+export type TokenErrorCode =
+  | "token_missing"
+  | "token_malformed"
+  | "token_signature_invalid"
+  | "token_algorithm_not_allowed"
+  | "token_key_unknown"
+  | "token_expired"
+  | "token_not_yet_valid"
+  | "token_audience_mismatch"
+  | "token_issuer_mismatch"
+  | "token_revoked"
+  | "token_revocation_unavailable"
+  | "token_chain_invalid"
+  | "token_user_mismatch";
+
+const tokenErrorCodes: ReadonlySet<HopguardErrorCode> = new Set<TokenErrorCode>([
+  "token_missing",
+  "token_malformed",
+  "token_signature_invalid",
+  "token_algorithm_not_allowed",
+  "token_key_unknown",
+  "token_expired",
+  "token_not_yet_valid",
+  "token_audience_mismatch",
+  "token_issuer_mismatch",
+  "token_revoked",
+  "token_revocation_unavailable",
+  "token_chain_invalid",
+  "token_user_mismatch",
+]);
+
+/**
+ * A signed delegation token that hopguard will not act on: missing, malformed, badly signed, expired, for another
+ * audience, revoked, or carrying a chain that is not well formed. Nothing runs on its behalf.
+ */
+export class TokenError extends HopguardError {
+  declare readonly code: TokenErrorCode;
+
+  constructor(code: TokenErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+
+  static override isInstance(value: unknown): value is TokenError {
+    return HopguardError.isInstance(value) && tokenErrorCodes.has(value.code);
   }
 }

@@ -2,11 +2,13 @@ import type { Tracer } from "@opentelemetry/api";
 import { type ActorInput, toActor } from "./actor.ts";
 import { defaultToolCallCheck, type ToolCallMapper } from "./cerbos-request.ts";
 import { runAs } from "./current-delegation.ts";
-import { Delegation, type GuardRuntime } from "./delegation.ts";
-import { InvalidInputError } from "./errors.ts";
+import { type CallOptions, Delegation, type GuardRuntime } from "./delegation.ts";
+import type { TokenHop } from "./delegation-token.ts";
+import { DelegationError, InvalidInputError, TokenError } from "./errors.ts";
 import type { PdpClient } from "./pdp-client.ts";
 import { rootScope, type Scope } from "./scope.ts";
 import { defaultTracer } from "./telemetry.ts";
+import type { TokenVerifier } from "./token-verifier.ts";
 
 /** Options for {@link createGuard}. */
 export interface GuardOptions {
@@ -46,6 +48,12 @@ export interface GuardOptions {
    * @defaultValue `50`
    */
   maxResourcesPerRequest?: number | undefined;
+  /**
+   * Verifies delegation tokens for {@link Guard.fromToken}: what an MCP server's guard accepts as a chain.
+   *
+   * @defaultValue none: `fromToken` refuses every token
+   */
+  tokens?: TokenVerifier | undefined;
 }
 
 /** Options for {@link Guard.forUser}. */
@@ -60,6 +68,18 @@ export interface Guard {
   forUser(user: ActorInput, options?: UserOptions): Delegation;
   /** Runs `fn` with `delegation` as the ambient chain for guarded tools; see {@link runAs}. */
   runAs<T>(delegation: Delegation, fn: () => T): T;
+  /**
+   * Rebuilds the chain a delegation token carries, trusting nothing in it but who the hops are: the token is
+   * verified (signature, audience, expiry, revocation; see {@link createTokenVerifier}), then the chain is made again
+   * hop by hop with this guard's PDP — every delegation re-authorized, every link's scope required to narrow its
+   * parent's, and nothing valid past the token's expiry.
+   *
+   * @remarks
+   * Rejects with {@link TokenError} for a token it will not act on (`token_chain_invalid` when a link widens its
+   * parent, loops or goes too deep), {@link DelegationError} `delegation_denied` when this side's policy refuses a
+   * delegation, and {@link PdpUnavailableError} when the PDP cannot answer.
+   */
+  fromToken(token: unknown, options?: CallOptions): Promise<Delegation>;
 }
 
 /**
@@ -84,6 +104,7 @@ export function createGuard(options: GuardOptions): Guard {
     maxDepth = 5,
     tracer,
     maxResourcesPerRequest = 50,
+    tokens,
   } = options;
   if (typeof client?.checkResources !== "function") {
     throw new InvalidInputError("options.client", "must be a Cerbos client with checkResources (e.g. @cerbos/grpc)");
@@ -104,10 +125,56 @@ export function createGuard(options: GuardOptions): Guard {
     tracer: tracer === undefined ? defaultTracer : () => tracer,
     maxResourcesPerRequest,
   });
+  const forUser = (user: ActorInput, userOptions: UserOptions = {}): Delegation =>
+    Delegation.root(runtime, toActor(user, "user"), rootScope(userOptions.scope, maxDepth, "scope"));
   return Object.freeze({
-    forUser(user: ActorInput, userOptions: UserOptions = {}): Delegation {
-      return Delegation.root(runtime, toActor(user, "user"), rootScope(userOptions.scope, maxDepth, "scope"));
-    },
+    forUser,
     runAs,
+    async fromToken(token: unknown, callOptions: CallOptions = {}): Promise<Delegation> {
+      if (tokens === undefined) {
+        throw new TokenError("token_key_unknown", "this guard has no token verifier (createGuard({ tokens }))");
+      }
+      const verified = await tokens.verify(token);
+      const [user, ...agents] = verified.chain as [TokenHop, ...TokenHop[]];
+      // Nothing the token grants outlives the token itself.
+      const scopeOf = (hop: TokenHop): Scope => ({
+        ...(hop.scope.tools === undefined ? {} : { tools: hop.scope.tools }),
+        expiresAt: Math.min(hop.scope.expiresAt ?? Number.POSITIVE_INFINITY, verified.expiresAt),
+        maxDepth: hop.scope.maxDepth,
+      });
+      let delegation: Delegation;
+      try {
+        delegation = forUser({ id: user.id, roles: user.roles, attr: user.attr }, { scope: scopeOf(user) });
+      } catch (error) {
+        throw chainError(error, 0);
+      }
+      for (const [index, agent] of agents.entries()) {
+        try {
+          delegation = await delegation.delegate(
+            { id: agent.id, roles: agent.roles, attr: agent.attr, scope: scopeOf(agent) },
+            callOptions,
+          );
+        } catch (error) {
+          throw chainError(error, index + 1);
+        }
+      }
+      return delegation;
+    },
   });
+}
+
+/** A rebuilt link that fails for the token's own sake becomes a {@link TokenError}; a policy's deny stays one. */
+function chainError(error: unknown, hop: number): unknown {
+  if (DelegationError.isInstance(error) && error.code === "delegation_expired") {
+    return new TokenError("token_expired", `hop ${hop} of the token: ${error.message}`, { cause: error });
+  }
+  if (
+    InvalidInputError.isInstance(error) ||
+    (DelegationError.isInstance(error) && error.code !== "delegation_denied")
+  ) {
+    return new TokenError("token_chain_invalid", `hop ${hop} of the token: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  return error;
 }

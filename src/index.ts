@@ -5,6 +5,26 @@ export { type Actor, type ActorInput, reservedAttributes } from "./actor.ts";
 export type { EffectiveScope, Scope } from "./scope.ts";
 export { currentDelegation, runAs } from "./current-delegation.ts";
 
+// Delegation tokens, across processes
+export {
+  createTokenSigner,
+  type DelegationTokenClaims,
+  delegationTokenType,
+  type TokenAlgorithm,
+  type TokenHop,
+  type TokenScope,
+  type TokenSigner,
+  type TokenSignerOptions,
+  type TokenSigningRequest,
+} from "./delegation-token.ts";
+export {
+  createTokenVerifier,
+  type TokenKeys,
+  type TokenVerifier,
+  type TokenVerifierOptions,
+  type VerifiedDelegationToken,
+} from "./token-verifier.ts";
+
 // Decisions
 export type { Decision, DecisionOutput, DecisionSubject, HopDecision, HopKind } from "./decision.ts";
 export { formatDecisionTree } from "./decision-tree.ts";
@@ -47,6 +67,8 @@ export {
   NoDelegationError,
   type PdpFailure,
   PdpUnavailableError,
+  TokenError,
+  type TokenErrorCode,
   ToolCallDeniedError,
 } from "./errors.ts";
 

@@ -17,11 +17,11 @@ import {
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { approvalVerifier } from "../../src/adapters/ai/approval-signature.ts";
 import { agentTool, guardTools, hopguardApprovalTrail, hopguardToolApproval } from "../../src/adapters/ai/index.ts";
-import { type AgentInput, createGuard, Delegation, type PdpClient, runAs } from "../../src/index.ts";
+import { type AgentInput, createGuard, Delegation, runAs } from "../../src/index.ts";
 import { type FilesystemFixture, startFilesystem } from "../adapters/ai/filesystem.ts";
 import { requestsTo, scriptedModel, toolResultsSeen } from "../adapters/ai/scripted-model.ts";
 import { sharedPdpClient } from "../support/pdp.ts";
-import { recordingPdp } from "../support/recording-pdp.ts";
+import { meddlingPdp, recordingPdp } from "../support/recording-pdp.ts";
 import { memoryTracing } from "../support/tracing.ts";
 import { alice, bob, planner, researcher, scribe } from "../support/users.ts";
 
@@ -145,22 +145,11 @@ const answer = (approvalId: string, approved: boolean, reason?: string): ModelMe
   content: [{ type: "tool-approval-response", approvalId, approved, ...(reason === undefined ? {} : { reason }) }],
 });
 
-/** A client that forwards to the real PDP, but first runs `meddle` — an attacker acting while the check is out. */
-function meddlingPdp(meddle: () => void): PdpClient {
-  return {
-    checkResources(request, options) {
-      meddle();
-      return pdp.checkResources(request, options);
-    },
-    planResources: (request, options) => pdp.planResources(request, options),
-  };
-}
-
 describe("what was checked is what runs", () => {
   test("attack: the input is changed while the PDP is being asked (through generateText)", async () => {
     let handed: Record<string, unknown> | undefined;
     const meddling = createGuard({
-      client: meddlingPdp(() => {
+      client: meddlingPdp(pdp, () => {
         if (handed !== undefined) handed.path = "/etc/passwd";
       }),
       tracer: tracing.tracer,
@@ -196,7 +185,7 @@ describe("what was checked is what runs", () => {
     const input: Record<string, unknown> = { path, content: "x" };
     let armed = false;
     const meddling = createGuard({
-      client: meddlingPdp(() => {
+      client: meddlingPdp(pdp, () => {
         if (!armed) return;
         input.path = "/etc/passwd";
         input.mode = "0777";

@@ -10,10 +10,10 @@ import { AIMessage, createAgent, createMiddleware, fakeModel, type ToolCallReque
 import { beforeAll, describe, expect, inject, test } from "vitest";
 import { approvalAnswer } from "../../src/adapters/langchain/approval-interrupt.ts";
 import { agentTool, guardTools, hopguardMiddleware } from "../../src/adapters/langchain/index.ts";
-import { createGuard, type Delegation, type PdpClient, runAs, SpanAttributes, SpanNames } from "../../src/index.ts";
+import { createGuard, type Delegation, runAs, SpanAttributes, SpanNames } from "../../src/index.ts";
 import { toolMessages, toolsOffered } from "../adapters/langchain/support.ts";
 import { sharedPdpClient } from "../support/pdp.ts";
-import { recordingPdp } from "../support/recording-pdp.ts";
+import { meddlingPdp, recordingPdp } from "../support/recording-pdp.ts";
 import { memoryTracing, onlySpan } from "../support/tracing.ts";
 import { alice, ivanTheIntern, planner, researcher, scribe } from "../support/users.ts";
 
@@ -107,17 +107,6 @@ function rewriting(rewrite: (request: ToolCallRequest) => object) {
   });
 }
 
-/** A PDP client that runs `during` inside every check, before the real PDP answers: a race made certain. */
-function pdpThatRuns(during: () => void): PdpClient {
-  return {
-    checkResources(request, options) {
-      during();
-      return pdp.checkResources(request, options);
-    },
-    planResources: (request, options) => pdp.planResources(request, options),
-  };
-}
-
 describe("check-then-use: the tool runs exactly the snapshot the PDP saw", () => {
   /**
    * Runs a write whose arguments object a middleware outside hopguard keeps hold of, and that a PDP client changes
@@ -127,7 +116,7 @@ describe("check-then-use: the tool runs exactly the snapshot the PDP saw", () =>
     tracing.reset();
     const held: Record<string, unknown>[] = [];
     const racing = createGuard({
-      client: pdpThatRuns(() => {
+      client: meddlingPdp(pdp, () => {
         for (const args of held) args.path = "/etc/passwd";
       }),
       tracer: tracing.tracer,

@@ -26,13 +26,13 @@ import {
   createGuard,
   type Delegation,
   HopguardError,
-  type PdpClient,
   runAs,
   SpanAttributes,
   SpanNames,
   ToolCallDeniedError,
 } from "../../src/index.ts";
 import { sharedPdpClient } from "../support/pdp.ts";
+import { meddlingPdp } from "../support/recording-pdp.ts";
 import { alice, planner, researcher, scribe } from "../support/users.ts";
 import { recordedGuard, refusalOf } from "./support/attack.ts";
 
@@ -487,13 +487,9 @@ describe("what was checked is exactly what is sent", () => {
     const fs = await startServer("filesystem", filesystemTools);
     const args: Record<string, string> = { path: "/workspace/alice/notes.md", content: "x" };
     let armed = false;
-    const editing: PdpClient = {
-      checkResources(request, options) {
-        if (armed) args.path = "/etc/passwd";
-        return pdp.checkResources(request, options);
-      },
-      planResources: (request, options) => pdp.planResources(request, options),
-    };
+    const editing = meddlingPdp(pdp, () => {
+      if (armed) args.path = "/etc/passwd";
+    });
     const delegation = await createGuard({ client: editing, tracer: tracing.tracer }).forUser(alice).delegate(scribe);
     const view = guardMcpClient(fs.client, { server: "filesystem", delegation });
     forget();

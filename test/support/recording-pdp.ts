@@ -34,3 +34,17 @@ export function recordingPdp(client: PdpClient): RecordingPdp {
     },
   };
 }
+
+/**
+ * A PDP client that forwards to `client`, but first runs `meddle` inside every check: an attacker acting while the
+ * PDP is being asked, a race made certain.
+ */
+export function meddlingPdp(client: PdpClient, meddle: () => void): PdpClient {
+  return {
+    checkResources(request, options) {
+      meddle();
+      return client.checkResources(request, options);
+    },
+    planResources: (request, options) => client.planResources(request, options),
+  };
+}
