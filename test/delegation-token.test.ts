@@ -1,4 +1,4 @@
-import { base64url, generateKeyPair, SignJWT } from "jose";
+import { base64url, type CryptoKey, generateKeyPair, SignJWT } from "jose";
 import { beforeAll, describe, expect, test } from "vitest";
 import {
   createGuard,
