@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Tracer } from "@opentelemetry/api";
-import { type Actor, type ActorInput, deepFreeze, identityKey, toActor } from "./actor.ts";
+import { type Actor, type ActorInput, deepFreeze, identityKey } from "./actor.ts";
 import { type ApprovalAnswer, declinedApproval } from "./approval.ts";
 import {
   delegationCheck,
@@ -16,6 +16,8 @@ import type { Decision, DecisionSubject, HopDecision } from "./decision.ts";
 import { type TokenHop, type TokenSigner, tokenScope } from "./delegation-token.ts";
 import { DelegationError, InvalidInputError } from "./errors.ts";
 import { checkHops } from "./hop-check.ts";
+import type { ActorReference } from "./identity/identity-resolvers.ts";
+import { actorFields, type IdentityRuntime, withResourceAttributes } from "./identity/identity-runtime.ts";
 import type { PdpClient } from "./pdp-client.ts";
 import { type EffectiveScope, narrowScope, type Scope, scopeAdmitsTool } from "./scope.ts";
 import {
@@ -36,6 +38,8 @@ export interface GuardRuntime {
   readonly mapToolCall: ToolCallMapper;
   readonly tracer: () => Tracer;
   readonly maxResourcesPerRequest: number;
+  /** The guard's identity resolvers (`createGuard({ identities })`), ready to complete agents and resources. */
+  readonly identities: IdentityRuntime;
 }
 
 /** What Cerbos reports as the matched policy when none matched. */
@@ -49,6 +53,12 @@ export interface AgentInput extends ActorInput {
   /** What the agent may do; it can only narrow the delegating hop's scope. */
   scope?: Scope | undefined;
 }
+
+/**
+ * An agent named by a guard that has an `agent` resolver: its id alone, or `{ id, scope }`. The resolver gives its
+ * roles and attributes; any the caller adds are ignored (see {@link IdentityResolvers}).
+ */
+export type AgentReference = string | (Exclude<ActorReference, string> & { scope?: Scope | undefined });
 
 /** Per-call options for {@link Delegation.authorize} and {@link Delegation.delegate}. */
 export interface CallOptions {
@@ -141,18 +151,24 @@ export class Delegation {
    * wider than this one (`scope_widened`), the agent is already in the chain (`delegation_cycle`), the chain would
    * grow past `maxDepth` (`depth_exceeded`), or this delegation has expired (`delegation_expired`).
    * A PDP that cannot answer throws {@link PdpUnavailableError}.
+   *
+   * When the guard has an `agent` resolver (`createGuard({ identities: { agent } })`), `agent` may be just an id (or
+   * `{ id, scope }`): the resolver gives the agent's roles and attributes — its answer replaces any the caller gave —
+   * before any PDP check, and an unknown id or a failing resolver throws {@link IdentityError}.
    */
-  async delegate(agent: AgentInput, options: CallOptions = {}): Promise<Delegation> {
+  async delegate(agent: AgentInput | AgentReference, options: CallOptions = {}): Promise<Delegation> {
     return recordSpan({
       name: SpanNames.delegate,
       tracer: this.#runtime.tracer(),
       attributes: () => ({
         ...this.#chainAttributes(),
-        [SpanAttributes.delegateTo]: String(agent?.id),
+        [SpanAttributes.delegateTo]: typeof agent === "string" ? agent : String(agent?.id),
       }),
       fn: async (span) => {
-        const actor = toActor(agent, "agent");
-        const scope = this.#childScope(actor, agent.scope);
+        // Read once for the decision: a getter gets no second chance to answer differently.
+        const fields = actorFields(agent);
+        const actor = await this.#runtime.identities.complete("agent", fields, "agent", options.signal);
+        const scope = this.#childScope(actor, fields?.scope as Scope | undefined);
         const requestId = activeTraceId() ?? randomUUID();
         const check = delegationCheck(actor, scope);
         const hops = await checkHops(this.#hops, check, { ...this.#pdp(requestId), signal: options.signal });
@@ -176,7 +192,8 @@ export class Delegation {
   /**
    * Decides whether this chain may make a tool call: one PDP check per hop, sent in parallel, plus the local scope
    * check. Resolves to a {@link Decision} whether allowed or denied; throws only on bad input
-   * ({@link InvalidInputError}) or when the PDP cannot answer ({@link PdpUnavailableError}).
+   * ({@link InvalidInputError}), when the PDP cannot answer ({@link PdpUnavailableError}), or when the guard's
+   * `resource` resolver cannot ({@link IdentityError}: nothing is sent to the PDP then).
    */
   async authorize(call: ToolCall | ValidatedToolCall, options: CallOptions = {}): Promise<Decision> {
     return recordSpan({
@@ -191,17 +208,17 @@ export class Delegation {
         // The subject is the snapshot itself (frozen, registered): adapters send exactly what was decided.
         const subject: DecisionSubject = toolCallSubject(validated);
         const outOfScope = this.#scopeRefusal(validated);
-        const decision =
-          outOfScope === undefined
-            ? this.#decide(
-                subject,
-                await checkHops(this.#hops, this.#runtime.mapToolCall(validated), {
-                  ...this.#pdp(requestId),
-                  signal: options.signal,
-                }),
-                requestId,
-              )
-            : this.#refuseByScope(subject, outOfScope, requestId);
+        let decision: Decision;
+        if (outOfScope === undefined) {
+          let check = this.#runtime.mapToolCall(validated);
+          // With a `resource` resolver, its answer is part of what the PDP judges; a failure throws before any check.
+          const resource = this.#runtime.identities.resource(validated, options.signal);
+          if (resource !== undefined) check = withResourceAttributes(check, await resource);
+          const hops = await checkHops(this.#hops, check, { ...this.#pdp(requestId), signal: options.signal });
+          decision = this.#decide(subject, hops, requestId);
+        } else {
+          decision = this.#refuseByScope(subject, outOfScope, requestId);
+        }
         recordDecision(span, decision);
         return decision;
       },

@@ -18,7 +18,8 @@ export type HopguardErrorCode =
   | "local_pdp_policy_dir_not_found"
   | "local_pdp_policy_invalid"
   | "local_pdp_failed_to_start"
-  | TokenErrorCode;
+  | TokenErrorCode
+  | IdentityErrorCode;
 
 const marker = Symbol.for("hopguard.error");
 
@@ -233,5 +234,50 @@ export class TokenError extends HopguardError {
 
   static override isInstance(value: unknown): value is TokenError {
     return HopguardError.isInstance(value) && tokenErrorCodes.has(value.code);
+  }
+}
+
+/** Why a partial identity could not be made whole (see `IdentityResolvers`). */
+export type IdentityErrorCode = "identity_unknown" | "identity_unavailable" | "identity_invalid";
+
+const identityErrorCodes: ReadonlySet<HopguardErrorCode> = new Set<IdentityErrorCode>([
+  "identity_unknown",
+  "identity_unavailable",
+  "identity_invalid",
+]);
+
+/** What an identity resolver was asked about. */
+export type IdentityKind = "user" | "agent" | "resource";
+
+/**
+ * A user, an agent or a tool call's resource that hopguard could not complete from its resolvers: an id the
+ * directory does not know (`identity_unknown`), a resolver that failed or did not answer in time
+ * (`identity_unavailable`), or an answer that is not a valid profile (`identity_invalid`). Nothing is sent to the PDP.
+ *
+ * @remarks
+ * Fails closed like {@link PdpUnavailableError}: adapters turn it into a refusal. The message never quotes what the
+ * resolver threw (it may name internal hosts or hold credentials, and a refusal's text reaches the model); that
+ * stays in `cause`.
+ */
+export class IdentityError extends HopguardError {
+  declare readonly code: IdentityErrorCode;
+  /** Which resolver: the user's, an agent's, or the tool call's resource. */
+  readonly kind: IdentityKind;
+  /** The principal id asked about, or `server/tool` for a resource. */
+  readonly id: string;
+
+  constructor(
+    code: IdentityErrorCode,
+    message: string,
+    facts: { kind: IdentityKind; id: string },
+    options?: ErrorOptions,
+  ) {
+    super(code, message, options);
+    this.kind = facts.kind;
+    this.id = facts.id;
+  }
+
+  static override isInstance(value: unknown): value is IdentityError {
+    return HopguardError.isInstance(value) && identityErrorCodes.has(value.code);
   }
 }

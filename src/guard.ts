@@ -5,6 +5,8 @@ import { runAs } from "./current-delegation.ts";
 import { type CallOptions, Delegation, type GuardRuntime } from "./delegation.ts";
 import type { TokenHop } from "./delegation-token.ts";
 import { DelegationError, InvalidInputError, TokenError } from "./errors.ts";
+import type { ActorReference, IdentityResolvers } from "./identity/identity-resolvers.ts";
+import { actorFields, identityRuntime } from "./identity/identity-runtime.ts";
 import type { PdpClient } from "./pdp-client.ts";
 import { rootScope, type Scope } from "./scope.ts";
 import { defaultTracer } from "./telemetry.ts";
@@ -54,6 +56,14 @@ export interface GuardOptions {
    * @defaultValue none: `fromToken` refuses every token
    */
   tokens?: TokenVerifier | undefined;
+  /**
+   * Resolvers that complete partial identities before the PDP is asked: users (`resolveUser`), agents (`delegate`),
+   * every hop of a token (`fromToken`), and resource attributes for each tool call (`R.attr.resource`). Their answers
+   * are authoritative over what the caller or token claims; a failure refuses with {@link IdentityError}.
+   *
+   * @defaultValue none: principals are taken as the caller gives them
+   */
+  identities?: IdentityResolvers | undefined;
 }
 
 /** Options for {@link Guard.forUser}. */
@@ -64,20 +74,47 @@ export interface UserOptions {
 
 /** Creates delegation chains that authorize every hop with Cerbos. */
 export interface Guard {
-  /** Starts a chain at a user, who acts directly until they delegate. */
+  /**
+   * Starts a chain at a user, who acts directly until they delegate. The user is taken as given, roles and
+   * attributes included: the caller vouches for them. To have the guard's `user` resolver say who the user is, use
+   * {@link Guard.resolveUser}.
+   */
   forUser(user: ActorInput, options?: UserOptions): Delegation;
+  /**
+   * Starts a chain at a user named by id (or `{ id }`), completed by the guard's `user` resolver: its roles and
+   * attributes come from the resolver alone, never from the caller.
+   *
+   * @remarks
+   * Rejects with {@link IdentityError} when the resolver does not know the id (`identity_unknown`), fails or runs out
+   * of time (`identity_unavailable`), or answers with a profile that is not valid (`identity_invalid`). Without a
+   * `user` resolver it accepts only a full {@link ActorInput}, as `forUser` does.
+   *
+   * @example
+   * ```ts
+   * import { createGuard, directoryResolver } from "hopguard";
+   *
+   * const guard = createGuard({ client: pdp.client, identities: directoryResolver("./people.json") });
+   * const alice = await guard.resolveUser("alice"); // roles and attributes from people.json
+   * const scribe = await alice.delegate("scribe"); // so is the agent's
+   * const decision = await scribe.authorize({ server: "filesystem", tool: "write_file", arguments: { path } });
+   * ```
+   */
+  resolveUser(user: ActorReference | ActorInput, options?: UserOptions & CallOptions): Promise<Delegation>;
   /** Runs `fn` with `delegation` as the ambient chain for guarded tools; see {@link runAs}. */
   runAs<T>(delegation: Delegation, fn: () => T): T;
   /**
    * Rebuilds the chain a delegation token carries, trusting nothing in it but who the hops are: the token is
    * verified (signature, audience, expiry, revocation; see {@link createTokenVerifier}), then the chain is made again
    * hop by hop with this guard's PDP — every delegation re-authorized, every link's scope required to narrow its
-   * parent's, and nothing valid past the token's expiry.
+   * parent's, and nothing valid past the token's expiry. With `identities` resolvers, every hop they cover takes its
+   * roles and attributes from them, not from the token: a token that carries only ids is enough, and this server's
+   * directory decides.
    *
    * @remarks
    * Rejects with {@link TokenError} for a token it will not act on (`token_chain_invalid` when a link widens its
    * parent, loops or goes too deep), {@link DelegationError} `delegation_denied` when this side's policy refuses a
-   * delegation, and {@link PdpUnavailableError} when the PDP cannot answer.
+   * delegation, {@link PdpUnavailableError} when the PDP cannot answer, and {@link IdentityError} when a resolver
+   * cannot complete a hop.
    */
   fromToken(token: unknown, options?: CallOptions): Promise<Delegation>;
 }
@@ -105,6 +142,7 @@ export function createGuard(options: GuardOptions): Guard {
     tracer,
     maxResourcesPerRequest = 50,
     tokens,
+    identities,
   } = options;
   if (typeof client?.checkResources !== "function") {
     throw new InvalidInputError("options.client", "must be a Cerbos client with checkResources (e.g. @cerbos/grpc)");
@@ -124,11 +162,21 @@ export function createGuard(options: GuardOptions): Guard {
     mapToolCall,
     tracer: tracer === undefined ? defaultTracer : () => tracer,
     maxResourcesPerRequest,
+    identities: identityRuntime(identities, timeoutMs),
   });
   const forUser = (user: ActorInput, userOptions: UserOptions = {}): Delegation =>
     Delegation.root(runtime, toActor(user, "user"), rootScope(userOptions.scope, maxDepth, "scope"));
+  const resolveUser = async (
+    user: ActorReference | ActorInput,
+    userOptions: UserOptions & CallOptions = {},
+  ): Promise<Delegation> => {
+    const { scope, signal } = userOptions;
+    const actor = await runtime.identities.complete("user", actorFields(user), "user", signal);
+    return Delegation.root(runtime, actor, rootScope(scope, maxDepth, "scope"));
+  };
   return Object.freeze({
     forUser,
+    resolveUser,
     runAs,
     async fromToken(token: unknown, callOptions: CallOptions = {}): Promise<Delegation> {
       if (tokens === undefined) {
@@ -144,7 +192,9 @@ export function createGuard(options: GuardOptions): Guard {
       });
       let delegation: Delegation;
       try {
-        delegation = forUser({ id: user.id, roles: user.roles, attr: user.attr }, { scope: scopeOf(user) });
+        // With a user resolver, the token's roles and attributes for the user are ignored (so are the agents', in
+        // delegate, with an agent resolver): the token says who, this side's directory says what they may be.
+        delegation = await resolveUser(user, { scope: scopeOf(user), signal: callOptions.signal });
       } catch (error) {
         throw chainError(error, 0);
       }

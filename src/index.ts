@@ -1,6 +1,6 @@
 // Guard and delegation chains
 export { createGuard, type Guard, type GuardOptions, type UserOptions } from "./guard.ts";
-export { type AgentInput, type CallOptions, Delegation } from "./delegation.ts";
+export { type AgentInput, type AgentReference, type CallOptions, Delegation } from "./delegation.ts";
 export { type Actor, type ActorInput, reservedAttributes } from "./actor.ts";
 export type { EffectiveScope, Scope } from "./scope.ts";
 export { currentDelegation, runAs } from "./current-delegation.ts";
@@ -24,6 +24,29 @@ export {
   type TokenVerifierOptions,
   type VerifiedDelegationToken,
 } from "./token-verifier.ts";
+
+// Identity enrichment: complete partial identities (ids only) from your directory before the PDP is asked
+export type {
+  ActorReference,
+  IdentityResolvers,
+  Profile,
+  ProfileResolver,
+  ResolverContext,
+  ResourceResolver,
+} from "./identity/identity-resolvers.ts";
+export { type CachedResolver, type CacheOptions, cachedResolver } from "./identity/cached-resolver.ts";
+export {
+  type DirectoryData,
+  type DirectoryResolverOptions,
+  type DirectoryResolvers,
+  directoryResolver,
+} from "./identity/directory-resolver.ts";
+export {
+  type BearerAuthInfo,
+  type ClaimsResolver,
+  type ClaimsResolverOptions,
+  claimsResolver,
+} from "./identity/claims-resolver.ts";
 
 // Decisions
 export type { Decision, DecisionOutput, DecisionSubject, HopDecision, HopKind } from "./decision.ts";
@@ -61,6 +84,9 @@ export {
   type DelegationErrorCode,
   HopguardError,
   type HopguardErrorCode,
+  IdentityError,
+  type IdentityErrorCode,
+  type IdentityKind,
   InvalidInputError,
   LocalPdpError,
   type LocalPdpErrorCode,
