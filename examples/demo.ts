@@ -1,10 +1,11 @@
 // The main job, offline in seconds: on a real Cerbos PDP started from npm, alice asks a planner agent (LangChain
 // createAgent) for a briefing; the planner hands research to a researcher sub-agent (Vercel AI SDK). Both work with
-// the real filesystem and memory MCP servers from npm, driven by scripted models. Every tool call is authorized for
-// every hop of the chain and printed as a per-hop tree, straight from its OpenTelemetry span; the trace is written
-// as an OTLP-JSON file at the end.
-//   npm install && npm run demo
-import { existsSync, mkdirSync, mkdtempSync, realpathSync, writeFileSync } from "node:fs";
+// the real filesystem and memory MCP servers from npm, driven by scripted models. Then a guarded MCP server of another
+// service, on a PDP of its own, refuses a call the client allowed. Every tool call is authorized for every hop of the
+// chain and printed as a per-hop tree, straight from its OpenTelemetry span; the trace is written as an OTLP-JSON file
+// at the end (to the path given, else to hopguard-demo.otlp.json in the temp folder).
+//   npm install && npm run demo [-- trace.otlp.json]
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createMCPClient } from "@ai-sdk/mcp";
@@ -12,14 +13,23 @@ import { StdioMCPTransport } from "@ai-sdk/mcp/mcp-stdio";
 import type { ClientTool } from "@langchain/core/tools";
 import { Command, MemorySaver } from "@langchain/langgraph";
 import { MultiServerMCPClient } from "@langchain/mcp-adapters";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { generateText, type ModelMessage, stepCountIs } from "ai";
-import { createGuard, startLocalPdp } from "hopguard";
+import { createGuard, createTokenSigner, createTokenVerifier, startLocalPdp } from "hopguard";
 import { callableToolSet, guardTools, hopguardToolApproval } from "hopguard/ai";
 import { agentTool, hopguardMiddleware } from "hopguard/langchain";
+import { delegationTokenTransport, guardMcpClient, guardMcpServer, type McpRefusal } from "hopguard/mcp";
+import { generateKeyPair } from "jose";
 import { AIMessage, createAgent, fakeModel } from "langchain";
+import { z } from "zod";
 import { DecisionPrinter } from "./support/decision-printer.ts";
+import { serveOverHttp } from "./support/http-mcp-server.ts";
 import { mcpServers } from "./support/mcp-servers.ts";
 import { scriptedModel } from "./support/scripted-model.ts";
+import { stricterPolicies } from "./support/server-policies.ts";
 import { traceToFile } from "./support/trace-file.ts";
 
 const scratch = realpathSync(mkdtempSync(join(tmpdir(), "hopguard-demo-")));
@@ -52,6 +62,8 @@ const aiFilesystem = await createMCPClient({
 const aiMemory = await createMCPClient({
   transport: new StdioMCPTransport({ ...mcpServers.memory(join(scratch, "memory.jsonl")), stderr: "ignore" }),
 });
+// What the sections start along the way, stopped at the end with the rest.
+const stops: (() => Promise<unknown>)[] = [];
 
 try {
   const guard = createGuard({ client: pdp.client, tracer: tracing.tracer });
@@ -205,12 +217,78 @@ try {
   );
   console.log(`  archive.md archived? ${existsSync(file("archive.md")) ? "yes" : "no"}`);
 
-  const traceFile = join(scratch, "trace.otlp.json");
+  section("4. Zero trust: the MCP server decides again, on its own PDP");
+  // Another service: a filesystem MCP server over Streamable HTTP, guarded by a Cerbos PDP of its own whose copy of the
+  // policies is stricter (one more rule: agents never write). It trusts nothing the client decided: every request
+  // carries its chain as a signed delegation token, which the server verifies and re-authorizes hop by hop.
+  const serverPdp = await startLocalPdp({ policyDir: stricterPolicies(join(scratch, "server-policies")) });
+  stops.push(() => serverPdp.stop());
+  const hostKey = await generateKeyPair("Ed25519"); // the agent host's; the server holds only the public half
+  const tokens = createTokenVerifier({ keys: hostKey.publicKey, audience: "filesystem", issuer: "demo-agent-host" });
+  const serverTracer = tracing.tracerFor("the filesystem MCP server");
+  const service = await serveOverHttp(() => {
+    const server = guardMcpServer(new McpServer({ name: "filesystem", version: "1.0.0" }), {
+      server: "filesystem",
+      client: serverPdp.client,
+      tokens,
+      tracer: serverTracer,
+    });
+    server.registerTool(
+      "write_file",
+      {
+        description: "Write a file",
+        inputSchema: { path: z.string(), content: z.string() },
+        annotations: { destructiveHint: true },
+      },
+      async ({ path, content }) => {
+        writeFileSync(path, content);
+        return { content: [{ type: "text", text: `wrote ${path}` }] };
+      },
+    );
+    return server;
+  });
+  stops.push(() => service.close());
+  console.log(
+    `  another service's MCP server at ${service.url}, guarded on a PDP of its own: agents never write there`,
+  );
+
+  // The agent host: the scribe's MCP client, guarded on the host's PDP, signs its chain into every request.
+  const client = new Client({ name: "scribe", version: "1.0.0" });
+  stops.push(() => client.close());
+  await client.connect(
+    delegationTokenTransport(new StreamableHTTPClientTransport(service.url), {
+      signer: createTokenSigner({ key: hostKey.privateKey, issuer: "demo-agent-host" }),
+      audience: "filesystem",
+      delegation: scribe,
+    }),
+  );
+  const remote = guardMcpClient(client, { server: "filesystem", delegation: scribe });
+  console.log("  the scribe's MCP client, guarded on the agent host's PDP, signs alice → scribe into every request");
+  const written = (await remote.callTool({
+    name: "write_file",
+    arguments: { path: file("report.md"), content: "Launch: Thursday.\n" },
+  })) as CallToolResult;
+  // Only a call the client guard allowed leaves the client; a refusal the server made says so in its _meta.
+  const refusal = written._meta?.["hopguard.dev/refusal"] as McpRefusal | undefined;
+  console.log(
+    refusal === undefined
+      ? `\n  write_file: ${written.isError ? "refused by the client guard" : "allowed by both guards"}`
+      : `\n  write_file: allowed by the client guard → refused by the server guard: ${refusal.reason}`,
+  );
+  console.log(`  report.md written by the scribe? ${existsSync(file("report.md")) ? "YES (bug!)" : "no — refused"}`);
+
+  const traceFile = process.argv[2] ?? join(tmpdir(), "hopguard-demo.otlp.json");
   tracing.write(traceFile);
   console.log(`\n${tracing.spanCount()} spans written as OTLP-JSON: ${traceFile}`);
 } finally {
-  await Promise.allSettled([langchainMcp.close(), aiFilesystem.close(), aiMemory.close()]);
+  await Promise.allSettled([
+    langchainMcp.close(),
+    aiFilesystem.close(),
+    aiMemory.close(),
+    ...stops.map((stop) => stop()),
+  ]);
   await pdp.stop();
+  rmSync(scratch, { recursive: true, force: true });
 }
 
 function section(title: string): void {

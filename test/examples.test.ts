@@ -1,22 +1,28 @@
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 // The demo and the examples run exactly as a user runs them: `node examples/<file>.ts`, importing the built package
 // through its exports map ("hopguard", "hopguard/langchain", ...). So build first, as `npm run demo` does.
 const run = promisify(execFile);
 const root = fileURLToPath(new URL("..", import.meta.url));
-const node = (script: string) => run(process.execPath, [script], { cwd: root, timeout: 90_000 });
+const node = (script: string, ...args: string[]) =>
+  run(process.execPath, [script, ...args], { cwd: root, timeout: 90_000 });
 
 beforeAll(async () => {
   await run(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], { cwd: root });
 }, 120_000);
 
 describe("npm run demo", () => {
+  const output = mkdtempSync(join(tmpdir(), "hopguard-demo-test-"));
+  afterAll(() => rmSync(output, { recursive: true, force: true }));
+
   test("shows allowed, denied-by-hop, denied-by-scope and approval-required calls across both frameworks", async () => {
-    const { stdout } = await node("examples/demo.ts");
+    const { stdout } = await node("examples/demo.ts", join(output, "trace.otlp.json"));
 
     expect(stdout).toMatch(/ALLOW memory\/read_graph {2}allowed: every hop of alice → planner/);
     expect(stdout).toMatch(/DENY {2}filesystem\/write_file {2}denied by agent "planner" \(hop 1 of alice → planner\)/);
@@ -36,13 +42,36 @@ describe("npm run demo", () => {
       "AI SDK run stopped with a tool-approval request: moving files changes what others rely on",
     );
     expect(stdout).toContain("archive.md archived? yes");
+    // Zero trust: the client guard (the agent host's PDP) allows the scribe's write; the MCP server, on its own PDP
+    // with a stricter copy of the policies, re-checks every hop from the delegation token and refuses it.
+    expect(stdout).toMatch(
+      /\[alice → scribe\] call \w+\n {4}ALLOW filesystem\/write_file {2}allowed: every hop of alice → scribe/,
+    );
+    expect(stdout).toMatch(
+      /\[alice → scribe\] call \w+ — on the filesystem MCP server\n {4}DENY {2}filesystem\/write_file {2}denied by agent "scribe" \(hop 1 of alice → scribe\)/,
+    );
+    expect(stdout).toContain(
+      'write_file: allowed by the client guard → refused by the server guard: denied by agent "scribe" (hop 1 of alice → scribe)',
+    );
+    expect(stdout).toContain("report.md written by the scribe? no — refused");
+    // Every folder the demo made (the workspace, the server's policies) is gone once it exits.
+    const workspace = /served by the real MCP filesystem server: (\S+)/.exec(stdout)?.[1] ?? "";
+    expect(workspace).toMatch(/hopguard-demo-/);
+    expect(existsSync(dirname(workspace))).toBe(false);
 
     const traceFile = /spans written as OTLP-JSON: (\S+)/.exec(stdout)?.[1] ?? "";
+    expect(traceFile).toBe(join(output, "trace.otlp.json"));
     expect(existsSync(traceFile)).toBe(true);
     const trace = JSON.parse(readFileSync(traceFile, "utf8")) as {
-      resourceSpans: { scopeSpans: { spans: { name: string; attributes: { key: string }[] }[] }[] }[];
+      resourceSpans: {
+        scopeSpans: {
+          scope: { name: string };
+          spans: { name: string; attributes: { key: string; value: { stringValue?: string } }[] }[];
+        }[];
+      }[];
     };
-    const spans = trace.resourceSpans.flatMap((resource) => resource.scopeSpans.flatMap((scope) => scope.spans));
+    const scopes = trace.resourceSpans.flatMap((resource) => resource.scopeSpans);
+    const spans = scopes.flatMap((scope) => scope.spans);
     const names = new Set(spans.map((span) => span.name));
     expect(names).toEqual(
       new Set(["hopguard.authorize", "hopguard.delegate", "hopguard.list_tools", "hopguard.approval"]),
@@ -58,6 +87,27 @@ describe("npm run demo", () => {
     expect(authorize?.attributes.map((attribute) => attribute.key)).toEqual(
       expect.arrayContaining(["hopguard.chain", "gen_ai.tool.name", "hopguard.decision", "hopguard.hop.effects"]),
     );
+    // The MCP server's guard records its own spans (same names) under its own tracer: the write, decided on both sides.
+    const writeDecisions = (scopeName: string) =>
+      scopes
+        .filter((scope) => scope.scope.name === scopeName)
+        .flatMap((scope) => scope.spans)
+        .filter((span) => span.name === "hopguard.authorize")
+        .filter((span) =>
+          span.attributes.some((a) => a.key === "gen_ai.tool.name" && a.value.stringValue === "write_file"),
+        )
+        .map((span) =>
+          Object.fromEntries(
+            span.attributes
+              .filter((a) => a.key === "hopguard.decision" || a.key === "hopguard.denied_by")
+              .map((a) => [a.key, a.value.stringValue]),
+          ),
+        );
+    expect(writeDecisions("the filesystem MCP server")).toEqual([
+      { "hopguard.decision": "deny", "hopguard.denied_by": "scribe" },
+    ]);
+    // The demo's own guard: the planner's write (section 1, denied by the planner), then the scribe's (allowed).
+    expect(writeDecisions("hopguard-demo").at(-1)).toEqual({ "hopguard.decision": "allow" });
   });
 });
 

@@ -8,6 +8,7 @@ import {
   SpanAttributes,
   SpanNames,
 } from "hopguard";
+import { demoTracerName } from "./trace-file.ts";
 
 /**
  * Prints every hopguard decision as it is recorded, straight from its OpenTelemetry span: what the demo shows is
@@ -21,21 +22,24 @@ export class DecisionPrinter implements SpanProcessor {
   onEnd(span: ReadableSpan): void {
     const a = span.attributes;
     const chain = ((a[SpanAttributes.chain] as string[] | undefined) ?? []).join(" → ");
+    // Another service's guard (the MCP server's) decides on its own: say whose decision a line shows.
+    const scope = span.instrumentationScope.name;
+    const on = scope === demoTracerName ? "" : ` — on ${scope}`;
     if (span.name === SpanNames.listTools) {
       console.log(
-        `  · ${chain} could call ${a[SpanAttributes.toolsCallable]} of ${a[SpanAttributes.toolsOffered]} tools`,
+        `  · ${chain} could call ${a[SpanAttributes.toolsCallable]} of ${a[SpanAttributes.toolsOffered]} tools${on}`,
       );
       return;
     }
     if (span.name === SpanNames.delegate) {
       const verdict = a[SpanAttributes.decision] === "allow" ? "allowed" : `REFUSED: ${a[SpanAttributes.reason]}`;
-      console.log(`\n  ⇒ delegation ${chain} ⇒ ${a[SpanAttributes.delegateTo]}: ${verdict}`);
+      console.log(`\n  ⇒ delegation ${chain} ⇒ ${a[SpanAttributes.delegateTo]}: ${verdict}${on}`);
       return;
     }
     if (span.name !== SpanNames.authorize) return;
     const call = String(a[SpanAttributes.toolCallId] ?? span.spanContext().spanId);
     if (a[SpanAttributes.decision] === "error") {
-      console.log(`\n  [${chain || "no chain"}] ${a[SpanAttributes.server]}/${a[SpanAttributes.toolName]}`);
+      console.log(`\n  [${chain || "no chain"}] ${a[SpanAttributes.server]}/${a[SpanAttributes.toolName]}${on}`);
       console.log(`    ERROR ${a[SpanAttributes.errorCode]}: ${span.status.message}`);
       return;
     }
@@ -50,7 +54,7 @@ export class DecisionPrinter implements SpanProcessor {
     const tree = formatDecisionTree(decisionFrom(span));
     const approval =
       a[SpanAttributes.approval] === "required" ? "\n    … and a rule asks a person to approve it first" : "";
-    console.log(`\n  [${chain}] call ${call}\n${tree.replace(/^/gm, "    ")}${approval}`);
+    console.log(`\n  [${chain}] call ${call}${on}\n${tree.replace(/^/gm, "    ")}${approval}`);
   }
 
   async forceFlush(): Promise<void> {}
