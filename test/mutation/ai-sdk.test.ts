@@ -1,12 +1,12 @@
-import { type CheckResourcesResponse, Effect } from "@cerbos/core";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { jsonSchema, type Tool, type ToolExecutionOptions, type ToolSet, tool } from "ai";
 import { beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { agentTool, guardTools, hopguardToolApproval } from "../../src/adapters/ai/index.ts";
-import { createGuard, type Delegation, type PdpClient } from "../../src/index.ts";
+import { createGuard, type Delegation } from "../../src/index.ts";
 import { sharedPdpClient } from "../support/pdp.ts";
 import { memoryTracing } from "../support/tracing.ts";
 import { alice, planner, researcher, scribe } from "../support/users.ts";
+import { approvalAskingPdp } from "./fake-pdp.ts";
 
 // Cases written to kill the mutants that survived the first mutation run in src/adapters/ai/: each one fails on a
 // mutant that would let a refused call run (or change what a caller can observe). Real PDP, real AI SDK tools.
@@ -425,45 +425,6 @@ describe("agentTool", () => {
     expect(await (delegate.execute as unknown as Execute)({ prompt: "x" }, callOptions("d", []))).toBe("did x");
   });
 });
-
-/**
- * A pure-logic PDP for the reason texts only (no repo policy gives an approval without a reason, or two): allows every
- * check, and asks for approval on tool calls, with `reason(principalId)` as each hop's reason.
- */
-function approvalAskingPdp(reason: (principalId: string) => string | undefined): PdpClient {
-  return {
-    async checkResources(request) {
-      const entry = request.resources[0];
-      const action = entry?.actions[0] ?? "";
-      const said = reason(request.principal.id);
-      const asks = entry?.resource.kind.startsWith("mcp::") === true;
-      return {
-        cerbosCallId: "fake",
-        requestId: request.requestId,
-        results: [
-          {
-            resource: { kind: entry?.resource.kind, id: entry?.resource.id },
-            actions: { [action]: Effect.ALLOW },
-            validationErrors: [],
-            metadata: { actions: { [action]: { matchedPolicy: "resource.fake.vdefault", matchedScope: "" } } },
-            outputs: asks
-              ? [
-                  {
-                    action,
-                    source: "fake",
-                    value: { approval: "required", ...(said === undefined ? {} : { reason: said }) },
-                  },
-                ]
-              : [],
-          },
-        ],
-      } as unknown as CheckResourcesResponse;
-    },
-    planResources() {
-      throw new Error("not used");
-    },
-  };
-}
 
 describe("approval reasons, from a PDP that gives none or several", () => {
   const chainFor = (reason: (principalId: string) => string | undefined) =>

@@ -53,3 +53,42 @@ export function fakePdp(answer: (request: CheckResourcesRequest) => FakeResult |
   };
   return { client, requests, signals };
 }
+
+/**
+ * A pure-logic PDP for the reason texts only (no repo policy gives an approval without a reason, or two): allows every
+ * check, and asks for approval on tool calls, with `reason(principalId)` as each hop's reason.
+ */
+export function approvalAskingPdp(reason: (principalId: string) => string | undefined): PdpClient {
+  return {
+    async checkResources(request) {
+      const entry = request.resources[0];
+      const action = entry?.actions[0] ?? "";
+      const said = reason(request.principal.id);
+      const asks = entry?.resource.kind.startsWith("mcp::") === true;
+      return {
+        cerbosCallId: "fake",
+        requestId: request.requestId,
+        results: [
+          {
+            resource: { kind: entry?.resource.kind, id: entry?.resource.id },
+            actions: { [action]: Effect.ALLOW },
+            validationErrors: [],
+            metadata: { actions: { [action]: { matchedPolicy: "resource.fake.vdefault", matchedScope: "" } } },
+            outputs: asks
+              ? [
+                  {
+                    action,
+                    source: "fake",
+                    value: { approval: "required", ...(said === undefined ? {} : { reason: said }) },
+                  },
+                ]
+              : [],
+          },
+        ],
+      } as unknown as CheckResourcesResponse;
+    },
+    planResources() {
+      throw new Error("not used");
+    },
+  };
+}

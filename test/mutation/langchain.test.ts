@@ -1,4 +1,3 @@
-import { type CheckResourcesResponse, Effect } from "@cerbos/core";
 import { AIMessage, type BaseMessage, ToolMessage } from "@langchain/core/messages";
 import { type StructuredToolInterface, tool } from "@langchain/core/tools";
 import { beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
@@ -18,11 +17,12 @@ import {
   hopguardMiddleware,
   type InvocableAgent,
 } from "../../src/adapters/langchain/index.ts";
-import { createGuard, type Delegation, type PdpClient } from "../../src/index.ts";
+import { createGuard, type Delegation } from "../../src/index.ts";
 import { sharedPdpClient } from "../support/pdp.ts";
 import { meddlingPdp } from "../support/recording-pdp.ts";
 import { memoryTracing } from "../support/tracing.ts";
 import { alice, planner, researcher, scribe } from "../support/users.ts";
+import { approvalAskingPdp } from "./fake-pdp.ts";
 
 // Cases written to kill the mutants that survived the first mutation run in src/adapters/langchain/. Real PDP,
 // real LangChain tools and middleware objects (their hooks called the way createAgent calls them).
@@ -360,45 +360,6 @@ describe("hopguardMiddleware hooks", () => {
     expect(offered).toEqual([[read], []]);
   });
 });
-
-/**
- * A pure-logic PDP for the reason texts only (no repo policy gives an approval without a reason, or two): allows every
- * check, and asks for approval on tool calls, with `reason(principalId)` as each hop's reason.
- */
-function approvalAskingPdp(reason: (principalId: string) => string | undefined): PdpClient {
-  return {
-    async checkResources(request) {
-      const entry = request.resources[0];
-      const action = entry?.actions[0] ?? "";
-      const said = reason(request.principal.id);
-      const asks = entry?.resource.kind.startsWith("mcp::") === true;
-      return {
-        cerbosCallId: "fake",
-        requestId: request.requestId,
-        results: [
-          {
-            resource: { kind: entry?.resource.kind, id: entry?.resource.id },
-            actions: { [action]: Effect.ALLOW },
-            validationErrors: [],
-            metadata: { actions: { [action]: { matchedPolicy: "resource.fake.vdefault", matchedScope: "" } } },
-            outputs: asks
-              ? [
-                  {
-                    action,
-                    source: "fake",
-                    value: { approval: "required", ...(said === undefined ? {} : { reason: said }) },
-                  },
-                ]
-              : [],
-          },
-        ],
-      } as unknown as CheckResourcesResponse;
-    },
-    planResources() {
-      throw new Error("not used");
-    },
-  };
-}
 
 describe("the approval interrupt's reasons, from a PDP that gives none or several", () => {
   test("no reason reads as a policy asking; several are joined", async () => {
