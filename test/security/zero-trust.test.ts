@@ -4,7 +4,6 @@
 // verifies each request's delegation token and authorizes every hop again on its OWN PDP. Each case asserts what the
 // server really ran (its side-effect log) and the server-side span that explains it.
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server as HttpServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,7 +12,6 @@ import { loadMcpTools } from "@langchain/mcp-adapters";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { type CallToolResult, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { SpanStatusCode } from "@opentelemetry/api";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace-base";
@@ -22,6 +20,7 @@ import { generateKeyPair } from "jose";
 import { AIMessage, createAgent, fakeModel } from "langchain";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { z } from "zod";
+import { serveOverHttp } from "../../examples/support/http-mcp-server.ts";
 import { delegationTokenTransport, guardMcpClient, guardMcpServer } from "../../src/adapters/mcp/index.ts";
 import { currentDelegation } from "../../src/current-delegation.ts";
 import {
@@ -111,43 +110,8 @@ async function serveGuarded(pdp: LocalPdp["client"], tokens: TokenVerifier): Pro
     );
     return server;
   };
-  let host = "";
-  const http: HttpServer = createServer((req, res) => {
-    if (req.method !== "POST") {
-      res.writeHead(405, { Allow: "POST" }).end();
-      return;
-    }
-    const server = makeServer();
-    // No session id generator: the SDK's stateless mode, one server and transport per request.
-    const transport = new StreamableHTTPServerTransport({
-      enableJsonResponse: true,
-      enableDnsRebindingProtection: true,
-      allowedHosts: [host],
-    });
-    res.on("close", () => {
-      void transport.close();
-      void server.close();
-    });
-    server
-      .connect(transport)
-      .then(() => transport.handleRequest(req, res))
-      .catch((error: unknown) => {
-        if (!res.headersSent) res.writeHead(500).end(String(error));
-      });
-  });
-  await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
-  const address = http.address();
-  if (address === null || typeof address === "string") throw new Error("expected a TCP address");
-  host = `127.0.0.1:${address.port}`;
-  return {
-    url: new URL(`http://${host}/mcp`),
-    executed,
-    tracing,
-    close: async () => {
-      http.closeAllConnections();
-      await new Promise<void>((resolve) => http.close(() => resolve()));
-    },
-  };
+  const http = await serveOverHttp(makeServer);
+  return { url: http.url, executed, tracing, close: http.close };
 }
 
 /** The repo's policies with one rule taken out: the stricter policy set of a server that never lets anyone write. */
