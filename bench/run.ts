@@ -4,8 +4,12 @@
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Principal } from "@cerbos/core";
-import { createGuard, type Delegation, type PdpClient, startLocalPdp, type ToolDescriptor } from "../src/index.ts";
+import { createGuard, type Delegation, type PdpClient, type ToolDescriptor } from "../src/index.ts";
+import { startLocalPdp } from "../src/local-pdp.ts";
+import { batchedFigures } from "./batched-figures.ts";
+import { cachedFigures } from "./cached-figures.ts";
 import { cpuPerCall, interleavedLatency, type LatencyFigure, round, throughput } from "./measure.ts";
+import { planCacheFigures } from "./plan-cache-figures.ts";
 import { toolFigures } from "./tool-figures.ts";
 
 const policyDir = fileURLToPath(new URL("./policies/", import.meta.url));
@@ -81,6 +85,10 @@ try {
     });
   }
 
+  // 2b. Decisions in one AuthZEN batch and with one checkResources per hop, each timed in turns with a raw check.
+  const batched = await batchedFigures({ client, user, call, rawRequest, count: latencyCount });
+  for (const [name, figure] of Object.entries(batched)) record(name, figure);
+
   // Where a raw check's time goes: this process's CPU (the gRPC client encoding and decoding) against the wall.
   const clientCpuMs = await cpuPerCall(rawCheck, latencyCount);
   record("raw.profile", {
@@ -115,6 +123,18 @@ try {
       depth3P50Ms: listedDepth3.p50Ms,
     });
   }
+
+  // 4b. The plan cache: warm decisions, cached throughput, a warm listing and memory, through a guard that has one.
+  const cached = await cachedFigures({
+    client,
+    user,
+    policyDir,
+    rawPrincipal,
+    count: latencyCount,
+    sequentialListingP50Ms: Number(figures["list.1000"]?.sequentialP50Ms),
+    gc,
+  });
+  for (const [name, figure] of Object.entries(cached)) record(name, figure);
 
   // 5. Throughput at 64 in flight: guarded calls at depth 3 against raw checks.
   const total = 6000;
@@ -155,6 +175,10 @@ try {
 } finally {
   await pdp.stop();
 }
+
+// 8. The plan cache's soundness run (100,000+ hop decisions, cached against live) and its warm figures without a
+// guard around them, on a PDP of their own serving the repo's policies/.
+for (const [name, figure] of Object.entries(await planCacheFigures())) record(name, figure);
 
 writeFileSync(
   resultsPath,

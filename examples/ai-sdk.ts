@@ -3,14 +3,15 @@
 // inside execute. The researcher, acting for alice via a planner, reads a file and is refused a write.
 // Swap the scripted model for your provider's.
 //   npm run build && node examples/ai-sdk.ts
-import { mkdtempSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createMCPClient } from "@ai-sdk/mcp";
 import { StdioMCPTransport } from "@ai-sdk/mcp/mcp-stdio";
 import { generateText, stepCountIs } from "ai";
-import { createGuard, startLocalPdp } from "hopguard";
+import { createGuard } from "hopguard";
 import { guardTools, hopguardToolApproval } from "hopguard/ai";
+import { startLocalPdp } from "hopguard/local-pdp";
 import { mcpServers } from "./support/mcp-servers.ts";
 import { scriptedModel } from "./support/scripted-model.ts";
 
@@ -57,4 +58,5 @@ try {
 } finally {
   await mcp.close();
   await pdp.stop();
+  rmSync(workspace, { recursive: true, force: true });
 }

@@ -2,13 +2,14 @@
 // what alice's scribe agent may call, each call is authorized for alice and the scribe, and a move — which the
 // policy wants a person to approve — pauses the run until someone does. Swap fakeModel for your chat model.
 //   npm run build && node examples/langchain.ts
-import { existsSync, mkdtempSync, realpathSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command, MemorySaver } from "@langchain/langgraph";
 import { MultiServerMCPClient } from "@langchain/mcp-adapters";
-import { createGuard, startLocalPdp } from "hopguard";
+import { createGuard } from "hopguard";
 import { hopguardMiddleware } from "hopguard/langchain";
+import { startLocalPdp } from "hopguard/local-pdp";
 import { AIMessage, createAgent, fakeModel } from "langchain";
 import { mcpServers } from "./support/mcp-servers.ts";
 
@@ -42,16 +43,14 @@ try {
 
   const run = { context: { delegation: scribe }, configurable: { thread_id: "example" } };
   const paused = await agent.invoke({ messages: [{ role: "user", content: "Summarise and publish" }] }, run);
-  console.log(`summary.md written: ${existsSync(join(workspace, "summary.md"))}`);
-  console.log(
-    `paused for approval: ${paused.__interrupt__ !== undefined}; final.md yet: ${existsSync(join(workspace, "final.md"))}`,
-  );
+  // As with humanInTheLoopMiddleware, a step that needs an approval runs none of its calls until a person answers.
+  const written = () => ["summary.md", "final.md"].filter((file) => existsSync(join(workspace, file))).join(", ");
+  console.log(`paused for approval: ${paused.__interrupt__ !== undefined}; written so far: ${written() || "nothing"}`);
 
   const resumed = await agent.invoke(new Command({ resume: { decisions: [{ type: "approve" }] } }), run);
-  console.log(
-    `approved; final.md: ${existsSync(join(workspace, "final.md"))}; agent says: ${resumed.messages.at(-1)?.text}`,
-  );
+  console.log(`approved; written: ${written()}; agent says: ${resumed.messages.at(-1)?.text}`);
 } finally {
   await mcp.close();
   await pdp.stop();
+  rmSync(workspace, { recursive: true, force: true });
 }

@@ -1,12 +1,13 @@
 // A raw MCP SDK client, guarded: the researcher (acting for alice, via a planner) sees only the tools every hop could
 // call, reads a file, and is refused a write — which never reaches the server.
 //   npm run build && node examples/mcp-client.ts
-import { mkdtempSync, realpathSync, writeFileSync } from "node:fs";
+import { mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { createGuard, startLocalPdp } from "hopguard";
+import { createGuard } from "hopguard";
+import { startLocalPdp } from "hopguard/local-pdp";
 import { guardMcpClient } from "hopguard/mcp";
 import { mcpServers } from "./support/mcp-servers.ts";
 
@@ -38,4 +39,5 @@ try {
 } finally {
   await client.close();
   await pdp.stop();
+  rmSync(workspace, { recursive: true, force: true });
 }

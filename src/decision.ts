@@ -15,11 +15,24 @@ export interface HopDecision {
   readonly effect: "EFFECT_ALLOW" | "EFFECT_DENY";
   /** The policy that produced the effect, e.g. `resource.mcp_filesystem.vdefault`, or `""` when none matched. */
   readonly policy: string;
-  /** The PDP's id for this call, to find it in the Cerbos audit log. */
+  /**
+   * The PDP's id for this hop's check, to find it in the Cerbos audit log; `""` when it has none: a hop asked in an
+   * AuthZEN batch (find its entry by the decision's `requestId` and the principal id) or answered from memory.
+   */
   readonly cerbosCallId: string;
-  /** Outputs the hop's matched rules produced. */
+  /** Outputs the hop's matched rules produced. Always empty for an answer from memory (see {@link HopSource}). */
   readonly outputs: readonly DecisionOutput[];
+  /** Where the answer came from. */
+  readonly source: HopSource;
 }
+
+/**
+ * Where a hop's answer came from: the PDP itself (`"pdp"`), or the guard's plan cache — a query plan the PDP made
+ * for this principal and tool that holds for any arguments (`"plan"`), or its residual condition, evaluated in-process
+ * on this call's arguments (`"residual"`). Answers from memory carry no matched policy, no call id and no outputs;
+ * the PDP's decision log never sees them (see the plan cache's `decisionLog`).
+ */
+export type HopSource = "pdp" | "plan" | "residual";
 
 /** A value a Cerbos rule emitted with `output`, tagged with the hop that produced it. */
 export interface DecisionOutput {

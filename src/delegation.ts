@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Tracer } from "@opentelemetry/api";
 import { type Actor, type ActorInput, deepFreeze, identityKey } from "./actor.ts";
 import { type ApprovalAnswer, declinedApproval } from "./approval.ts";
+import { listCallableToolsCached } from "./cached-listing.ts";
 import {
   delegationCheck,
   type Hop,
@@ -15,10 +16,11 @@ import {
 import type { Decision, DecisionSubject, HopDecision } from "./decision.ts";
 import { type TokenHop, type TokenSigner, tokenScope } from "./delegation-token.ts";
 import { DelegationError, InvalidInputError } from "./errors.ts";
-import { checkHops } from "./hop-check.ts";
+import { answerHops } from "./hop-round.ts";
 import type { ActorReference } from "./identity/identity-resolvers.ts";
 import { actorFields, type IdentityRuntime, withResourceAttributes } from "./identity/identity-runtime.ts";
 import type { PdpClient } from "./pdp-client.ts";
+import type { PlanCache } from "./plan-cache/plan-cache.ts";
 import { type EffectiveScope, narrowScope, type Scope, scopeAdmitsTool } from "./scope.ts";
 import {
   activeTraceId,
@@ -40,6 +42,10 @@ export interface GuardRuntime {
   readonly maxResourcesPerRequest: number;
   /** The guard's identity resolvers (`createGuard({ identities })`), ready to complete agents and resources. */
   readonly identities: IdentityRuntime;
+  /** Whether hops may share one AuthZEN batch request (`createGuard({ batch })`). */
+  readonly batch: boolean;
+  /** The guard's plan cache (`createGuard({ planCache })`), if any. */
+  readonly planCache: PlanCache | undefined;
 }
 
 /** What Cerbos reports as the matched policy when none matched. */
@@ -171,8 +177,8 @@ export class Delegation {
         const scope = this.#childScope(actor, fields?.scope as Scope | undefined);
         const requestId = activeTraceId() ?? randomUUID();
         const check = delegationCheck(actor, scope);
-        const hops = await checkHops(this.#hops, check, { ...this.#pdp(requestId), signal: options.signal });
-        const decision = this.#decide({ type: "delegation", agentId: actor.id }, hops, requestId);
+        const hops = await answerHops(this.#hops, check, { ...this.#pdp(requestId), signal: options.signal });
+        const decision = this.#decide({ type: "delegation", agentId: actor.id }, hops, requestId, check.resource.kind);
         recordDecision(span, decision);
         if (!decision.allowed) {
           throw new DelegationError("delegation_denied", decision.reason, {
@@ -190,8 +196,9 @@ export class Delegation {
   }
 
   /**
-   * Decides whether this chain may make a tool call: one PDP check per hop, sent in parallel, plus the local scope
-   * check. Resolves to a {@link Decision} whether allowed or denied; throws only on bad input
+   * Decides whether this chain may make a tool call: every hop checked — in one AuthZEN batch request when the PDP
+   * serves it, else one request per hop in parallel, and from the plan cache where the guard has one — plus the local
+   * scope check. Resolves to a {@link Decision} whether allowed or denied; throws only on bad input
    * ({@link InvalidInputError}), when the PDP cannot answer ({@link PdpUnavailableError}), or when the guard's
    * `resource` resolver cannot ({@link IdentityError}: nothing is sent to the PDP then).
    */
@@ -214,8 +221,8 @@ export class Delegation {
           // With a `resource` resolver, its answer is part of what the PDP judges; a failure throws before any check.
           const resource = this.#runtime.identities.resource(validated, options.signal);
           if (resource !== undefined) check = withResourceAttributes(check, await resource);
-          const hops = await checkHops(this.#hops, check, { ...this.#pdp(requestId), signal: options.signal });
-          decision = this.#decide(subject, hops, requestId);
+          const hops = await answerHops(this.#hops, check, { ...this.#pdp(requestId), signal: options.signal });
+          decision = this.#decide(subject, hops, requestId, check.resource.kind);
         } else {
           decision = this.#refuseByScope(subject, outOfScope, requestId);
         }
@@ -297,8 +304,9 @@ export class Delegation {
    * hop's policy always denies. For hiding tools from a model; every call is still authorized on its own.
    *
    * @remarks
-   * O(hops) PDP requests when policies do not look at arguments (see {@link listCallableTools}). Throws
-   * {@link PdpUnavailableError} when the PDP cannot answer.
+   * O(hops) PDP requests when policies do not look at arguments (see {@link listCallableTools}); none, with a plan
+   * cache, for tools whose plans it holds (see {@link listCallableToolsCached}). Throws {@link PdpUnavailableError}
+   * when the PDP cannot answer.
    */
   async callableTools<T extends ToolDescriptor>(tools: readonly T[], options: CallOptions = {}): Promise<T[]> {
     return recordSpan({
@@ -307,14 +315,14 @@ export class Delegation {
       attributes: () => ({ ...this.#chainAttributes(), [SpanAttributes.toolsOffered]: tools.length }),
       fn: async (span) => {
         const requestId = activeTraceId() ?? randomUUID();
-        const indexes = await listCallableTools(this.#hops, this.#isExpired() ? expired : this.scope, tools, {
-          client: this.#runtime.client,
-          mapToolCall: this.#runtime.mapToolCall,
-          timeoutMs: this.#runtime.timeoutMs,
-          batchSize: this.#runtime.maxResourcesPerRequest,
-          requestId,
-          signal: options.signal,
-        });
+        const scope = this.#isExpired() ? expired : this.scope;
+        const { client, mapToolCall, timeoutMs, maxResourcesPerRequest, planCache } = this.#runtime;
+        const listing = { client, mapToolCall, timeoutMs, batchSize: maxResourcesPerRequest, requestId };
+        const withSignal = { ...listing, signal: options.signal };
+        const indexes =
+          planCache?.active === true
+            ? await listCallableToolsCached(this.#hops, scope, tools, { ...withSignal, planCache })
+            : await listCallableTools(this.#hops, scope, tools, withSignal);
         span.setAttribute(SpanAttributes.toolsCallable, indexes.length);
         return indexes.map((index) => tools[index] as T);
       },
@@ -388,15 +396,21 @@ export class Delegation {
     });
   }
 
-  #decide(subject: DecisionSubject, hops: HopDecision[], requestId: string): Decision {
+  #decide(subject: DecisionSubject, hops: HopDecision[], requestId: string, kind: string): Decision {
     const denying = hops.find((hop) => hop.effect !== "EFFECT_ALLOW");
     const what =
       subject.type === "tool" ? `call ${subject.server}/${subject.tool}` : `delegate to "${subject.agentId}"`;
+    // No hop's PDP answer found any policy for the kind: almost always a misspelt server name, not a rule.
+    const noPolicyAtAll =
+      hops.length > 0 &&
+      hops.every((hop) => hop.source === "pdp" && hop.effect !== "EFFECT_ALLOW" && noPolicy.has(hop.policy));
     const reason =
       denying === undefined
         ? `allowed: every hop of ${this.chain.join(" → ")} may ${what}`
-        : `denied by ${denying.kind} "${denying.principalId}" (hop ${denying.depth} of ${this.chain.join(" → ")}): ` +
-          `may not ${what}${noPolicy.has(denying.policy) ? " (no policy matched)" : ` (policy ${denying.policy})`}`;
+        : noPolicyAtAll
+          ? `no Cerbos policy for resource kind ${kind}: every hop was denied by default (is the server name right?)`
+          : `denied by ${denying.kind} "${denying.principalId}" (hop ${denying.depth} of ${this.chain.join(" → ")}): ` +
+            `may not ${what}${noPolicy.has(denying.policy) ? " (no policy matched)" : ` (policy ${denying.policy})`}`;
     return deepFreeze({
       allowed: denying === undefined,
       subject,
@@ -410,7 +424,8 @@ export class Delegation {
   }
 
   #pdp(requestId: string) {
-    return { client: this.#runtime.client, timeoutMs: this.#runtime.timeoutMs, requestId };
+    const { client, timeoutMs, planCache, batch } = this.#runtime;
+    return { client, timeoutMs, requestId, planCache, batch };
   }
 
   #chainAttributes() {
@@ -418,7 +433,9 @@ export class Delegation {
       [SpanAttributes.userId]: this.user.id,
       [SpanAttributes.chain]: [...this.chain],
       [SpanAttributes.depth]: this.depth,
-      ...(this.agent === undefined ? {} : { [SpanAttributes.agentId]: this.agent.id }),
+      ...(this.agent === undefined
+        ? {}
+        : { [SpanAttributes.agentId]: this.agent.id, [SpanAttributes.agentName]: this.agent.id }),
     };
   }
 

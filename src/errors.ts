@@ -153,12 +153,21 @@ export class ToolCallDeniedError extends HopguardError {
  */
 export class NoDelegationError extends HopguardError {
   declare readonly code: "no_delegation";
+  /** Where the adapter looked for a chain, in order, e.g. `options.delegation`, `runtimeContext.delegation`. */
+  readonly lookedIn: readonly string[];
 
-  constructor(what: string) {
+  /**
+   * @param what - what was refused, e.g. `tool filesystem/read_file`
+   * @param lookedIn - where a chain was looked for before the ambient `runAs` one; the message names each place
+   */
+  constructor(what: string, lookedIn: readonly string[] = []) {
     super(
       "no_delegation",
-      `${what} has no delegation chain: pass one, put it in the framework's context, or call it inside guard.runAs()`,
+      lookedIn.length === 0
+        ? `${what} has no delegation chain: pass one, put it in the framework's context, or call it inside guard.runAs()`
+        : `${what} has no delegation chain: ${lookedIn.map((place) => `not in ${place}`).join(", ")} and no guard.runAs in effect`,
     );
+    this.lookedIn = Object.freeze([...lookedIn]);
   }
 
   static override isInstance(value: unknown): value is NoDelegationError {

@@ -8,6 +8,8 @@ import { DelegationError, InvalidInputError, TokenError } from "./errors.ts";
 import type { ActorReference, IdentityResolvers } from "./identity/identity-resolvers.ts";
 import { actorFields, identityRuntime } from "./identity/identity-runtime.ts";
 import type { PdpClient } from "./pdp-client.ts";
+import type { PlanCacheClearOptions, PlanCacheStats } from "./plan-cache/plan-cache.ts";
+import { type PlanCacheSettings, watchedPlanCache } from "./plan-cache/watched-plan-cache.ts";
 import { rootScope, type Scope } from "./scope.ts";
 import { defaultTracer } from "./telemetry.ts";
 import type { TokenVerifier } from "./token-verifier.ts";
@@ -64,6 +66,41 @@ export interface GuardOptions {
    * @defaultValue none: principals are taken as the caller gives them
    */
   identities?: IdentityResolvers | undefined;
+  /**
+   * Answers hops from the PDP's query plans, kept in memory and evaluated in-process, instead of asking the PDP each
+   * time: give it the policy folder the PDP serves (`{ policyDir }`). Hops it cannot answer soundly — rules with
+   * outputs, clock reads, `has()` on what a plan cannot see, arguments a residual condition cannot judge — still go
+   * to the PDP, as does every hop of the first call of a kind (whose plans are then fetched in the background).
+   * `false` turns it off.
+   *
+   * @remarks
+   * A cached answer is as fresh as its plan: up to `ttlMs` (default 60 s) old against a remote PDP whose policies
+   * changed, and it is not in the PDP's decision log (pass `decisionLog` to keep one). With `policyDir`, the folder
+   * is watched and a change drops the cache (see {@link PlanCacheSettings.watch}).
+   *
+   * @defaultValue off
+   */
+  planCache?: PlanCacheSettings | false | undefined;
+  /**
+   * Ask every hop of one decision in a single OpenID AuthZEN batch request, when the client can send one (a
+   * `@cerbos/grpc` client, or any with `accessEvaluationBatch`) and the PDP serves it (Cerbos ≥ 0.48). `false`: one
+   * `checkResources` per hop, in parallel, as with any other client.
+   *
+   * @remarks
+   * AuthZEN answers carry no Cerbos call id: a batched hop's `cerbosCallId` is `""`, and its audit-log entry is found
+   * by the decision's `requestId` and the hop's principal id. Turn batching off if you join logs on call ids.
+   *
+   * @defaultValue `true`
+   */
+  batch?: boolean | undefined;
+}
+
+/** A guard's plan cache, as its owner sees it (see {@link GuardOptions.planCache}). */
+export interface GuardPlanCache {
+  /** Resolves once the policy folder has been read: from then on hops can be answered from memory. */
+  readonly ready: Promise<void>;
+  /** Counters since the last clear. */
+  stats(): PlanCacheStats;
 }
 
 /** Options for {@link Guard.forUser}. */
@@ -117,6 +154,14 @@ export interface Guard {
    * cannot complete a hop.
    */
   fromToken(token: unknown, options?: CallOptions): Promise<Delegation>;
+  /**
+   * Drops every plan the guard holds, e.g. after you changed the policies of a remote PDP. Pass the new profile
+   * (`readPolicyProfile`) if the policies changed, and a `pauseMs` covering the PDP's own reload. Does nothing
+   * without a plan cache.
+   */
+  clearCache(options?: PlanCacheClearOptions): void;
+  /** The plan cache, or `undefined` when the guard has none (see {@link GuardOptions.planCache}). */
+  readonly planCache: GuardPlanCache | undefined;
 }
 
 /**
@@ -124,7 +169,8 @@ export interface Guard {
  *
  * @example
  * ```ts
- * import { createGuard, startLocalPdp } from "hopguard";
+ * import { createGuard } from "hopguard";
+ * import { startLocalPdp } from "hopguard/local-pdp";
  *
  * await using pdp = await startLocalPdp();
  * const guard = createGuard({ client: pdp.client });
@@ -143,6 +189,8 @@ export function createGuard(options: GuardOptions): Guard {
     maxResourcesPerRequest = 50,
     tokens,
     identities,
+    planCache: planCacheSettings,
+    batch = true,
   } = options;
   if (typeof client?.checkResources !== "function") {
     throw new InvalidInputError("options.client", "must be a Cerbos client with checkResources (e.g. @cerbos/grpc)");
@@ -156,6 +204,18 @@ export function createGuard(options: GuardOptions): Guard {
   if (!Number.isInteger(maxResourcesPerRequest) || maxResourcesPerRequest < 1) {
     throw new InvalidInputError("options.maxResourcesPerRequest", "must be a whole number ≥ 1");
   }
+  if (planCacheSettings !== undefined && planCacheSettings !== false && typeof planCacheSettings !== "object") {
+    throw new InvalidInputError("options.planCache", "must be plan cache settings ({ policyDir }) or false");
+  }
+  if (planCacheSettings && typeof client.planResources !== "function") {
+    throw new InvalidInputError("options.planCache", "needs a Cerbos client with planResources");
+  }
+  let watched: ReturnType<typeof watchedPlanCache> | undefined;
+  try {
+    watched = planCacheSettings ? watchedPlanCache(client, planCacheSettings) : undefined;
+  } catch (error) {
+    throw new InvalidInputError("options.planCache", error instanceof Error ? error.message : String(error));
+  }
   const runtime: GuardRuntime = Object.freeze({
     client,
     timeoutMs,
@@ -163,7 +223,14 @@ export function createGuard(options: GuardOptions): Guard {
     tracer: tracer === undefined ? defaultTracer : () => tracer,
     maxResourcesPerRequest,
     identities: identityRuntime(identities, timeoutMs),
+    planCache: watched?.cache,
+    batch: batch !== false,
   });
+  const cache = watched?.cache;
+  const planCache: GuardPlanCache | undefined =
+    watched === undefined || cache === undefined
+      ? undefined
+      : Object.freeze({ ready: watched.ready, stats: () => cache.stats() });
   const forUser = (user: ActorInput, userOptions: UserOptions = {}): Delegation =>
     Delegation.root(runtime, toActor(user, "user"), rootScope(userOptions.scope, maxDepth, "scope"));
   const resolveUser = async (
@@ -178,6 +245,10 @@ export function createGuard(options: GuardOptions): Guard {
     forUser,
     resolveUser,
     runAs,
+    planCache,
+    clearCache(clearOptions?: PlanCacheClearOptions): void {
+      cache?.clear(clearOptions);
+    },
     async fromToken(token: unknown, callOptions: CallOptions = {}): Promise<Delegation> {
       if (tokens === undefined) {
         throw new TokenError("token_key_unknown", "this guard has no token verifier (createGuard({ tokens }))");

@@ -1,9 +1,14 @@
-import { type CheckResourcesResponse, Effect, Status } from "@cerbos/core";
 import type { Hop, ToolCallCheck } from "./cerbos-request.ts";
 import { DeadlineExceeded, withDeadline } from "./deadline.ts";
-import type { DecisionOutput, HopDecision } from "./decision.ts";
+import type { HopDecision } from "./decision.ts";
 import { PdpUnavailableError } from "./errors.ts";
+import { authZenBatchOf, forgetAuthZen } from "./hop-answers/batch-support.ts";
+import { AuthZenUnimplemented, askInBatches, canBatch } from "./hop-answers/batched-round.ts";
+import { askEachHop } from "./hop-answers/parallel-round.ts";
+import { toPdpUnavailable } from "./hop-answers/pdp-failure.ts";
 import type { PdpClient } from "./pdp-client.ts";
+
+export { toPdpUnavailable };
 
 /** How to reach the PDP for one round of checks. */
 export interface HopCheckOptions {
@@ -11,53 +16,38 @@ export interface HopCheckOptions {
   timeoutMs: number;
   requestId: string;
   signal?: AbortSignal | undefined;
+  /** `false`: never an AuthZEN batch, one `checkResources` per hop (see `createGuard({ batch })`). */
+  batch?: boolean | undefined;
 }
 
 /**
- * Asks the PDP about every hop at once (one request per hop, in parallel) and returns their answers in chain order.
+ * Asks the PDP about every hop at once and returns their answers in chain order: in one OpenID AuthZEN batch request
+ * when the client offers one (see {@link PdpClient}), else one `checkResources` request per hop, in parallel.
  *
  * @remarks
- * Fails closed: any hop's transport error, a round that outlives `timeoutMs` (enforced here, whether or not the
- * client honours its abort signal), an abort, or a malformed answer throws {@link PdpUnavailableError} for the
- * whole round; a missing effect counts as a deny.
+ * Fails closed: any transport error, a round that outlives `timeoutMs` (enforced here, whether or not the client
+ * honours its abort signal; the timer is cleared as soon as the round settles), an abort, a malformed or missing
+ * answer, or a batch answer of the wrong length throws {@link PdpUnavailableError} for the whole round; a missing
+ * effect counts as a deny. A PDP that answers `UNIMPLEMENTED` to the batch is asked again, within the same deadline,
+ * the per-hop way, and never asked for a batch again through that client.
  */
 export async function checkHops(
   hops: readonly Hop[],
   check: ToolCallCheck,
   options: HopCheckOptions,
 ): Promise<HopDecision[]> {
-  const responses = await roundWithDeadline(options, "checking the chain", (signal) =>
-    Promise.all(
-      hops.map((hop) =>
-        options.client
-          .checkResources(
-            {
-              principal: hop.principal,
-              resources: [{ resource: check.resource, actions: [check.action] }],
-              includeMetadata: true,
-              requestId: options.requestId,
-            },
-            { signal },
-          )
-          .catch((error: unknown) => {
-            throw toPdpUnavailable(error, {
-              at: `checking ${hop.kind} "${hop.actor.id}"`,
-              timeoutMs: options.timeoutMs,
-            });
-          }),
-      ),
-    ),
-  );
-  return hops.map((hop, index) => {
-    try {
-      return toHopDecision(hop, check, responses[index] as CheckResourcesResponse);
-    } catch (error) {
-      // An answer that cannot even be read is no answer: the PDP (or whatever stands in for it) is unavailable.
-      if (PdpUnavailableError.isInstance(error)) throw error;
-      throw new PdpUnavailableError("error", `PDP answered ${hop.kind} "${hop.actor.id}" with a malformed response`, {
-        cause: error,
-      });
+  const { client, requestId, timeoutMs } = options;
+  const batch = options.batch === false ? undefined : authZenBatchOf(client);
+  return roundWithDeadline(options, "checking the chain", async (signal) => {
+    if (batch !== undefined && canBatch(hops, check)) {
+      try {
+        return await askInBatches(hops, check, { batch, requestId, timeoutMs }, signal);
+      } catch (error) {
+        if (!(error instanceof AuthZenUnimplemented)) throw error;
+        forgetAuthZen(client);
+      }
     }
+    return askEachHop(hops, check, { client, requestId, timeoutMs }, signal);
   });
 }
 
@@ -79,66 +69,4 @@ export async function roundWithDeadline<T>(
     }
     throw toPdpUnavailable(error, { at, timeoutMs: options.timeoutMs });
   }
-}
-
-function toHopDecision(hop: Hop, check: ToolCallCheck, response: CheckResourcesResponse): HopDecision {
-  const { action } = check;
-  const result = response?.results?.[0];
-  // An answer about some other resource is no answer about this one.
-  if (
-    response?.results?.length !== 1 ||
-    result?.resource?.kind !== check.resource.kind ||
-    result.resource.id !== check.resource.id
-  ) {
-    throw new PdpUnavailableError(
-      "error",
-      `PDP answered about another resource than ${check.resource.kind}/${check.resource.id} for ${hop.kind} "${hop.actor.id}"`,
-    );
-  }
-  const effect = result.actions?.[action] === Effect.ALLOW ? "EFFECT_ALLOW" : "EFFECT_DENY";
-  const outputs: DecisionOutput[] = (result.outputs ?? [])
-    .filter((output) => output.action === action)
-    .map((output) => ({ principalId: hop.actor.id, source: output.source, value: output.value }));
-  return {
-    principalId: hop.actor.id,
-    kind: hop.kind,
-    depth: hop.depth,
-    effect,
-    policy: result.metadata?.actions?.[action]?.matchedPolicy ?? "",
-    cerbosCallId: response.cerbosCallId,
-    outputs,
-  };
-}
-
-/** Turns whatever a Cerbos client threw into a {@link PdpUnavailableError} that says where and why. */
-export function toPdpUnavailable(error: unknown, context: { at: string; timeoutMs: number }): PdpUnavailableError {
-  const { at } = context;
-  if (error instanceof DeadlineExceeded) {
-    return new PdpUnavailableError("timeout", `PDP did not answer within ${context.timeoutMs} ms ${at}`, {
-      cause: error,
-    });
-  }
-  if (isNotOK(error)) {
-    if (error.code === Status.UNAVAILABLE) {
-      return new PdpUnavailableError("unreachable", `PDP unreachable ${at}: ${error.details}`, { cause: error });
-    }
-    if (error.code === Status.CANCELLED) {
-      return new PdpUnavailableError("aborted", `PDP request aborted ${at}: ${error.details}`, { cause: error });
-    }
-    return new PdpUnavailableError("error", `PDP answered ${Status[error.code]} ${at}: ${error.details}`, {
-      cause: error,
-    });
-  }
-  const message = error instanceof Error ? error.message : String(error);
-  const failure = error instanceof Error && error.name === "AbortError" ? "aborted" : "error";
-  return new PdpUnavailableError(failure, `PDP request failed ${at}: ${message}`, { cause: error });
-}
-
-/** Duck-typed so that a `NotOK` from another installed copy of `@cerbos/core` is still recognised. */
-function isNotOK(error: unknown): error is { code: Status; details: string } {
-  return (
-    error instanceof Error &&
-    typeof (error as { code?: unknown }).code === "number" &&
-    typeof (error as { details?: unknown }).details === "string"
-  );
 }

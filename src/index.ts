@@ -1,5 +1,5 @@
 // Guard and delegation chains
-export { createGuard, type Guard, type GuardOptions, type UserOptions } from "./guard.ts";
+export { createGuard, type Guard, type GuardOptions, type GuardPlanCache, type UserOptions } from "./guard.ts";
 export { type AgentInput, type AgentReference, type CallOptions, Delegation } from "./delegation.ts";
 export { type Actor, type ActorInput, reservedAttributes } from "./actor.ts";
 export type { EffectiveScope, Scope } from "./scope.ts";
@@ -49,7 +49,15 @@ export {
 } from "./identity/claims-resolver.ts";
 
 // Decisions
-export type { Decision, DecisionOutput, DecisionSubject, HopDecision, HopKind } from "./decision.ts";
+export type { Decision, DecisionOutput, DecisionSubject, HopDecision, HopKind, HopSource } from "./decision.ts";
+export {
+  type CachedDecisionRecord,
+  type PlanCacheClearOptions,
+  type PlanCacheStats,
+  type PolicyProfile,
+  readPolicyProfile,
+} from "./plan-cache/index.ts";
+export type { PlanCacheSettings } from "./plan-cache/watched-plan-cache.ts";
 export { formatDecisionTree } from "./decision-tree.ts";
 export {
   type ApprovalAnswer,
@@ -75,8 +83,7 @@ export {
 } from "./cerbos-request.ts";
 export type { PdpClient } from "./pdp-client.ts";
 
-// Local PDP
-export { cerbosBinaryPath, type LocalPdp, type LocalPdpOptions, startLocalPdp } from "./local-pdp.ts";
+// The local PDP (`startLocalPdp`) is the subpath `hopguard/local-pdp`: it spawns processes and loads @cerbos/grpc.
 
 // Errors
 export {
@@ -100,3 +107,11 @@ export {
 
 // Telemetry
 export { HopEventAttributes, SpanAttributes, SpanNames } from "./telemetry.ts";
+
+// Warnings: setup mistakes noticed while refusing (no chain anywhere, no policy for a kind)
+export {
+  type HopguardWarning,
+  type HopguardWarningCode,
+  setWarningHandler,
+  type WarningHandler,
+} from "./warnings.ts";

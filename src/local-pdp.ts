@@ -8,13 +8,20 @@ import { fileURLToPath } from "node:url";
 import { GRPC } from "@cerbos/grpc";
 import { LocalPdpError } from "./errors.ts";
 
+/**
+ * The demo policy pack bundled with hopguard (`node_modules/hopguard/policies`): derived roles for chains, the
+ * `agent` delegation policy and the `mcp::filesystem`, `mcp::memory` and `mcp::notes` policies the examples use.
+ * {@link startLocalPdp} serves it when no `policyDir` is given. Copy it as a starting point; do not serve it as is.
+ */
+export const bundledPolicyDir: string = fileURLToPath(new URL("../policies", import.meta.url));
+
 /** Options for {@link startLocalPdp}. */
 export interface LocalPdpOptions {
   /**
    * The folder of Cerbos policies to serve. `*_test.yaml` files and `testdata/` folders in it are ignored by the
-   * server.
+   * server. Your application's policies belong here (`npx hopguard init` writes a starter set).
    *
-   * @defaultValue this package's `policies/`
+   * @defaultValue {@link bundledPolicyDir}: the demo policies bundled with hopguard, `node_modules/hopguard/policies`
    */
   policyDir?: string | URL | undefined;
   /**
@@ -54,11 +61,12 @@ export interface LocalPdp extends AsyncDisposable {
   readonly client: GRPC;
   /** The PDP's process id. */
   readonly pid: number;
+  /** The absolute path of the policy folder it serves ({@link bundledPolicyDir} unless `policyDir` was given). */
+  readonly policyDir: string;
   /** Stops the PDP and closes the client. Safe to call more than once. */
   stop(): Promise<void>;
 }
 
-const defaultPolicyDir = fileURLToPath(new URL("../policies/", import.meta.url));
 const outputLimit = 16_384;
 const portAttempts = 3;
 
@@ -66,25 +74,30 @@ const portAttempts = 3;
  * Starts a real Cerbos PDP from the binary npm installed, on free loopback ports, and waits until it is healthy.
  *
  * @remarks
- * For development, tests and demos. The PDP is killed when this process exits, even by a signal or `SIGKILL`: a
+ * For development, tests and demos; in production point `createGuard` at a PDP you run (a service or a sidecar).
+ * Without `policyDir` it serves the demo policies bundled with hopguard ({@link bundledPolicyDir},
+ * `node_modules/hopguard/policies`), which is what the examples need and not what your application wants. The PDP is killed when this process exits, even by a signal or `SIGKILL`: a
  * small watchdog notices the parent is gone. A policy that does not compile, a missing binary or a PDP that never
  * gets healthy rejects with a {@link LocalPdpError} that quotes Cerbos's own message.
  *
  * @example
  * ```ts
- * import { createGuard, startLocalPdp } from "hopguard";
+ * import { createGuard } from "hopguard";
+ * import { startLocalPdp } from "hopguard/local-pdp";
  *
- * await using pdp = await startLocalPdp({ policyDir: "./policies" });
+ * await using pdp = await startLocalPdp({ policyDir: new URL("./policies/", import.meta.url) }); // your policies
  * const guard = createGuard({ client: pdp.client });
  * ```
  */
 export async function startLocalPdp(options: LocalPdpOptions = {}): Promise<LocalPdp> {
   const { auditLogFile, set = {}, startupTimeoutMs = 15_000 } = options;
-  const policyDir = resolvePolicyDir(options.policyDir ?? defaultPolicyDir);
+  const policyDir = resolvePolicyDir(options.policyDir ?? bundledPolicyDir);
   const binaryPath = options.binaryPath ?? cerbosBinaryPath();
   const settings: Record<string, string | number | boolean> = {
     "storage.driver": "disk",
     "storage.disk.directory": policyDir,
+    // A changed policy is served without a restart; a guard's plan cache watching the same folder drops its plans.
+    "storage.disk.watchForChanges": true,
     ...(auditLogFile === undefined
       ? {}
       : {
@@ -100,7 +113,7 @@ export async function startLocalPdp(options: LocalPdpOptions = {}): Promise<Loca
   for (let attempt = 1; ; attempt++) {
     const [grpcPort = 0, httpPort = 0] = await freePorts(2);
     try {
-      return await launch({ binaryPath, settings, grpcPort, httpPort, startupTimeoutMs });
+      return await launch({ binaryPath, settings, grpcPort, httpPort, startupTimeoutMs, policyDir });
     } catch (error) {
       // Another process may take a port between our probe and Cerbos's bind; only that is worth a retry.
       const portTaken = LocalPdpError.isInstance(error) && /address already in use/i.test(error.output);
@@ -135,6 +148,7 @@ interface LaunchPlan {
   grpcPort: number;
   httpPort: number;
   startupTimeoutMs: number;
+  policyDir: string;
 }
 
 async function launch(plan: LaunchPlan): Promise<LocalPdp> {
@@ -204,6 +218,7 @@ async function launch(plan: LaunchPlan): Promise<LocalPdp> {
     httpAddress,
     client,
     pid,
+    policyDir: plan.policyDir,
     stop: stopPdp,
     [Symbol.asyncDispose]: stopPdp,
   });

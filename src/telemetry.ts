@@ -16,13 +16,23 @@ import { version } from "./version.ts";
 
 /**
  * Span attribute names hopguard writes. They are part of the public contract: dashboards and alerts rely on them.
- * GenAI semantic-convention names are used where one fits; everything else is namespaced `hopguard.*`.
+ * OpenTelemetry semantic-convention names are used where one fits (`error.type`; GenAI's `gen_ai.agent.*` and
+ * `gen_ai.tool.*`, so hopguard's spans line up with a framework's `execute_tool` spans in GenAI views); everything
+ * else is namespaced `hopguard.*`.
+ *
+ * @remarks
+ * hopguard's spans are not GenAI operations: `hopguard.authorize` checks a tool call, it does not execute it, so it
+ * sets no `gen_ai.operation.name` (a GenAI view would count every call twice). Its kind is `INTERNAL`, like the
+ * framework's `execute_tool` span it is usually a child of.
  */
 export const SpanAttributes = {
   userId: "hopguard.user.id",
   chain: "hopguard.chain",
   depth: "hopguard.chain.depth",
+  /** The acting agent's id (semantic convention `gen_ai.agent.id`). */
   agentId: "gen_ai.agent.id",
+  /** The acting agent's name — hopguard knows agents by id, so it is the id (semantic convention). */
+  agentName: "gen_ai.agent.name",
   server: "hopguard.mcp.server",
   toolName: "gen_ai.tool.name",
   toolCallId: "gen_ai.tool.call.id",
@@ -31,14 +41,24 @@ export const SpanAttributes = {
   deniedBy: "hopguard.denied_by",
   reason: "hopguard.reason",
   requestId: "hopguard.cerbos.request_id",
+  /**
+   * Where the request id came from: `"trace"` (the active trace id, so Cerbos audit logs join the trace) or
+   * `"random"` (a UUID: no span was active — no OpenTelemetry SDK or no context manager registered).
+   */
+  requestIdSource: "hopguard.request_id.source",
   hopEffects: "hopguard.hop.effects",
   hopPolicies: "hopguard.hop.policies",
   hopCallIds: "hopguard.hop.cerbos_call_ids",
-  errorCode: "hopguard.error.code",
+  /** Per hop, where its answer came from: `"pdp"`, or the plan cache's `"plan"` / `"residual"` (see `HopSource`). */
+  hopSources: "hopguard.hop.sources",
+  /** The hopguard error code when an operation failed (semantic convention `error.type`); the span is ERROR. */
+  errorType: "error.type",
   approval: "hopguard.approval",
   approver: "hopguard.approval.approver",
   toolsOffered: "hopguard.tools.offered",
   toolsCallable: "hopguard.tools.callable",
+  /** On a listing: resource kinds no Cerbos policy exists for (the PDP answered `NO_MATCH` at every hop). */
+  policyMissing: "hopguard.policy.missing",
 } as const;
 
 /** Attribute names on each per-hop `hopguard.hop` span event. */
@@ -49,6 +69,7 @@ export const HopEventAttributes = {
   effect: "hopguard.hop.effect",
   policy: "hopguard.hop.policy",
   cerbosCallId: "hopguard.hop.cerbos_call_id",
+  source: "hopguard.hop.source",
 } as const;
 
 /** Span names hopguard starts. */
@@ -164,7 +185,12 @@ function recordFailure(span: Span, error: unknown): void {
   span.recordException(error instanceof Error ? error : String(error));
   span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
   span.setAttribute(SpanAttributes.decision, "error");
-  if (HopguardError.isInstance(error)) span.setAttribute(SpanAttributes.errorCode, error.code);
+  span.setAttribute(SpanAttributes.errorType, HopguardError.isInstance(error) ? error.code : errorClass(error));
+}
+
+// `error.type` for a failure that is not hopguard's: the error's class, as the semantic convention suggests.
+function errorClass(error: unknown): string {
+  return error instanceof Error ? error.name : "_OTHER";
 }
 
 function contained(record: () => void): void {
@@ -186,11 +212,15 @@ function writeDecision(span: Span, decision: Decision): void {
     [SpanAttributes.decision]: decision.allowed ? "allow" : "deny",
     [SpanAttributes.reason]: decision.reason,
     [SpanAttributes.requestId]: decision.requestId,
+    [SpanAttributes.requestIdSource]: decision.requestId === span.spanContext().traceId ? "trace" : "random",
     [SpanAttributes.hopEffects]: decision.hops.map((hop) => hop.effect),
     [SpanAttributes.hopPolicies]: decision.hops.map((hop) => hop.policy),
     [SpanAttributes.hopCallIds]: decision.hops.map((hop) => hop.cerbosCallId),
+    [SpanAttributes.hopSources]: decision.hops.map((hop) => hop.source),
   });
   if (decision.deniedBy !== undefined) span.setAttribute(SpanAttributes.deniedBy, decision.deniedBy);
+  const acting = decision.chain.length > 1 ? decision.chain.at(-1) : undefined;
+  if (acting !== undefined) span.setAttribute(SpanAttributes.agentName, acting);
   if (approvalRequest(decision) !== undefined) span.setAttribute(SpanAttributes.approval, "required");
   for (const hop of decision.hops) {
     span.addEvent("hopguard.hop", {
@@ -200,6 +230,7 @@ function writeDecision(span: Span, decision: Decision): void {
       [HopEventAttributes.effect]: hop.effect,
       [HopEventAttributes.policy]: hop.policy,
       [HopEventAttributes.cerbosCallId]: hop.cerbosCallId,
+      [HopEventAttributes.source]: hop.source,
     });
   }
 }

@@ -1,9 +1,12 @@
 import { Effect, PlanKind, type Principal } from "@cerbos/core";
+import { trace } from "@opentelemetry/api";
 import type { Hop, ToolCallCheck, ToolCallMapper } from "./cerbos-request.ts";
 import { validateToolCall } from "./cerbos-request.ts";
 import { roundWithDeadline } from "./hop-check.ts";
 import type { PdpClient } from "./pdp-client.ts";
 import { type EffectiveScope, scopeAdmitsTool } from "./scope.ts";
+import { SpanAttributes } from "./telemetry.ts";
+import { isNoPolicy, warnMissingPolicy } from "./warnings.ts";
 
 /** A tool as a listing knows it: no arguments yet. */
 export interface ToolDescriptor {
@@ -34,6 +37,10 @@ const planConcurrency = 8;
  * (batched to Cerbos's per-request limit) with empty arguments. Only a tool a hop denied that way is asked again with
  * `planResources`, which treats the arguments as unknown, so a tool allowed only for some paths is still listed.
  * Listing is advisory; every call is still authorized on its own.
+ *
+ * A resource kind for which no hop found any Cerbos policy (the PDP's `NO_MATCH`) — typically a misspelt server
+ * name, which would otherwise list zero tools in silence — is named on the active span
+ * (`hopguard.policy.missing`) and in a once-per-kind `no_policy` warning (see `setWarningHandler`).
  */
 export async function listCallableTools(
   hops: readonly Hop[],
@@ -46,7 +53,31 @@ export async function listCallableTools(
   );
   const inScope = tools.flatMap((tool, index) => (scopeAdmitsTool(scope, tool.server, tool.tool) ? [index] : []));
   const perHop = await Promise.all(hops.map((hop) => callableForHop(hop.principal, checks, inScope, options)));
-  return inScope.filter((index) => perHop.every((callable) => callable.has(index)));
+  reportMissingPolicies(checks, inScope, perHop);
+  return inScope.filter((index) => perHop.every(({ callable }) => callable.has(index)));
+}
+
+// A kind is missing a policy when every check of it, at every hop, matched none.
+function reportMissingPolicies(
+  checks: readonly ToolCallCheck[],
+  asked: readonly number[],
+  perHop: readonly { unmatched: ReadonlySet<number> }[],
+): void {
+  if (asked.length === 0 || perHop.length === 0) return;
+  const kinds = new Map<string, boolean>();
+  for (const index of asked) {
+    const kind = (checks[index] as ToolCallCheck).resource.kind;
+    const unmatched = perHop.every((hop) => hop.unmatched.has(index));
+    kinds.set(kind, (kinds.get(kind) ?? true) && unmatched);
+  }
+  const missing = [...kinds].flatMap(([kind, unmatched]) => (unmatched ? [kind] : []));
+  if (missing.length === 0) return;
+  for (const kind of missing) warnMissingPolicy(kind);
+  try {
+    trace.getActiveSpan()?.setAttribute(SpanAttributes.policyMissing, missing);
+  } catch {
+    // Telemetry never decides.
+  }
 }
 
 async function callableForHop(
@@ -54,8 +85,9 @@ async function callableForHop(
   checks: readonly ToolCallCheck[],
   candidates: readonly number[],
   options: ToolListingOptions,
-): Promise<Set<number>> {
+): Promise<{ callable: Set<number>; unmatched: Set<number> }> {
   const callable = new Set<number>();
+  const unmatched = new Set<number>();
   const deniedWithoutArguments: number[] = [];
   const batches: number[][] = [];
   for (let start = 0; start < candidates.length; start += options.batchSize) {
@@ -73,6 +105,7 @@ async function callableForHop(
               return { resource: { ...check.resource, id: `${index}` }, actions: [check.action] };
             }),
             requestId: options.requestId,
+            includeMetadata: true,
           },
           { signal },
         ),
@@ -82,6 +115,9 @@ async function callableForHop(
         const result = response.findResult({ kind: check.resource.kind, id: `${index}` });
         if (result?.actions[check.action] === Effect.ALLOW) callable.add(index);
         else deniedWithoutArguments.push(index);
+        if (result !== undefined && isNoPolicy(result.metadata?.actions[check.action]?.matchedPolicy)) {
+          unmatched.add(index);
+        }
       }
     }),
   );
@@ -106,7 +142,7 @@ async function callableForHop(
       }),
     );
   }
-  return callable;
+  return { callable, unmatched };
 }
 
 function guarded<T>(

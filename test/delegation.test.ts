@@ -47,6 +47,19 @@ describe("a chain of alice → planner → researcher", () => {
     ]);
     for (const hop of decision.hops) {
       expect(hop.policy).toBe("resource.mcp::filesystem.vdefault");
+      expect(hop.source).toBe("pdp");
+      // One AuthZEN batch for the three hops: its answers carry no Cerbos call id.
+      expect(hop.cerbosCallId).toBe("");
+    }
+  });
+
+  test("without batching, asks each hop on its own, and each hop has its Cerbos call id", async () => {
+    const unbatched = createGuard({ client, batch: false });
+    const chain = await (await unbatched.forUser(alice).delegate(planner)).delegate(researcher);
+    const decision = await chain.authorize(readNotes);
+    expect(decision.allowed).toBe(true);
+    for (const hop of decision.hops) {
+      expect(hop.policy).toBe("resource.mcp::filesystem.vdefault");
       expect(hop.cerbosCallId).toMatch(/^[0-9A-Z]{26}$/);
     }
     expect(new Set(decision.hops.map((hop) => hop.cerbosCallId)).size).toBe(3);

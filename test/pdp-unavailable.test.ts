@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import { GRPC } from "@cerbos/grpc";
 import { describe, expect, test } from "vitest";
-import { createGuard, decideToolCall, type PdpClient, PdpUnavailableError, startLocalPdp } from "../src/index.ts";
+import { createGuard, decideToolCall, type PdpClient, PdpUnavailableError } from "../src/index.ts";
+import { startLocalPdp } from "../src/local-pdp.ts";
 import { alice, planner } from "./support/users.ts";
 
 const readNotes = { server: "filesystem", tool: "read_file", arguments: { path: "/workspace/alice/notes.md" } };

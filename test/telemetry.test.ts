@@ -1,5 +1,6 @@
 import { GRPC } from "@cerbos/grpc";
-import { SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
+import { context, SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { describe, expect, test } from "vitest";
 import { createGuard, DelegationError, HopEventAttributes, SpanAttributes, SpanNames } from "../src/index.ts";
 import { sharedPdpClient } from "./support/pdp.ts";
@@ -29,6 +30,7 @@ describe("decision spans", () => {
       [SpanAttributes.chain]: ["alice", "planner", "researcher"],
       [SpanAttributes.depth]: 2,
       [SpanAttributes.agentId]: "researcher",
+      [SpanAttributes.agentName]: "researcher",
       [SpanAttributes.server]: "filesystem",
       [SpanAttributes.toolName]: "read_file",
       [SpanAttributes.toolCallId]: "call_42",
@@ -36,6 +38,7 @@ describe("decision spans", () => {
       [SpanAttributes.hopEffects]: ["EFFECT_ALLOW", "EFFECT_ALLOW", "EFFECT_ALLOW"],
       [SpanAttributes.hopCallIds]: decision.hops.map((hop) => hop.cerbosCallId),
       [SpanAttributes.requestId]: span.spanContext().traceId,
+      [SpanAttributes.requestIdSource]: "trace",
     });
     expect(decision.requestId).toBe(span.spanContext().traceId);
     expect(span.attributes[SpanAttributes.deniedBy]).toBeUndefined();
@@ -51,6 +54,25 @@ describe("decision spans", () => {
       [HopEventAttributes.policy]: "resource.mcp::filesystem.vdefault",
     });
     expect(span.status.code).toBe(SpanStatusCode.UNSET);
+  });
+
+  test("without a context manager the request id is random, and the span says so", async () => {
+    const tracing = memoryTracing();
+    const chain = await createGuard({ client, tracer: tracing.tracer }).forUser(alice).delegate(planner);
+    tracing.reset();
+    // What an app gets when it registers a provider but no context manager: no span is ever active.
+    context.disable();
+    try {
+      const decision = await chain.authorize({ ...writeReport, tool: "read_file" });
+      const span = onlySpan(tracing.spans(), SpanNames.authorize);
+      expect(decision.requestId).not.toBe(span.spanContext().traceId);
+      expect(span.attributes).toMatchObject({
+        [SpanAttributes.requestId]: decision.requestId,
+        [SpanAttributes.requestIdSource]: "random",
+      });
+    } finally {
+      context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    }
   });
 
   test("a denied call records the denying hop; the span is not an error", async () => {
@@ -87,7 +109,7 @@ describe("decision spans", () => {
       const span = onlySpan(tracing.spans(), SpanNames.authorize);
       expect(span.status.code).toBe(SpanStatusCode.ERROR);
       expect(span.attributes[SpanAttributes.decision]).toBe("error");
-      expect(span.attributes[SpanAttributes.errorCode]).toBe("pdp_unavailable");
+      expect(span.attributes[SpanAttributes.errorType]).toBe("pdp_unavailable");
       expect(span.events.some((event) => event.name === "exception")).toBe(true);
     } finally {
       unreachable.close();

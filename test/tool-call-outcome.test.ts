@@ -48,7 +48,7 @@ describe("decideToolCall", () => {
     const tracing = memoryTracing();
     const outcome = await decideToolCall(undefined, move, { tracer: tracing.tracer });
     expect(outcome).toMatchObject({ type: "denied", error: { code: "no_delegation" } });
-    expect(onlySpan(tracing.spans(), "hopguard.authorize").attributes["hopguard.error.code"]).toBe("no_delegation");
+    expect(onlySpan(tracing.spans(), "hopguard.authorize").attributes["error.type"]).toBe("no_delegation");
   });
 
   test("bad input and an unreachable PDP are denials, never throws", async () => {

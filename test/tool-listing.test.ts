@@ -1,6 +1,13 @@
 import { describe, expect, test } from "vitest";
-import { createGuard, type PdpClient, type ToolDescriptor } from "../src/index.ts";
+import {
+  createGuard,
+  type HopguardWarning,
+  type PdpClient,
+  setWarningHandler,
+  type ToolDescriptor,
+} from "../src/index.ts";
 import { sharedPdpClient } from "./support/pdp.ts";
+import { memoryTracing, onlySpan } from "./support/tracing.ts";
 import { alice, planner, researcher } from "./support/users.ts";
 
 const client = sharedPdpClient();
@@ -81,6 +88,36 @@ describe("callableTools", () => {
     counting.reset();
     expect(await root.callableTools([])).toEqual([]);
     expect(counting.checks + counting.plans).toBe(0);
+  });
+
+  test("a server name with no Cerbos policy lists nothing, and says so on the span and in one warning", async () => {
+    const tracing = memoryTracing();
+    const warnings: HopguardWarning[] = [];
+    setWarningHandler((warning) => warnings.push(warning));
+    try {
+      const chain = await createGuard({ client, tracer: tracing.tracer }).forUser(alice).delegate(planner);
+      const typo = ["read_file", "list_allowed_directories"].map((tool) => ({ server: "filesytem", tool }));
+      expect(await chain.callableTools([...typo, ...memoryTools])).toEqual([memoryTools[0]]);
+      expect(await chain.callableTools(typo)).toEqual([]);
+
+      const listings = tracing.spans().filter((span) => span.name === "hopguard.list_tools");
+      expect(listings.map((span) => span.attributes["hopguard.policy.missing"])).toEqual([
+        ["mcp::filesytem"],
+        ["mcp::filesytem"],
+      ]);
+      expect(warnings).toEqual([
+        {
+          code: "no_policy",
+          message: expect.stringMatching(/^hopguard: no Cerbos policy for resource kind mcp::filesytem/),
+        },
+      ]);
+      // A kind that has a policy is never reported, even when it lists nothing for this chain.
+      tracing.reset();
+      expect(await chain.callableTools([{ server: "filesystem", tool: "delete_everything" }])).toEqual([]);
+      expect(onlySpan(tracing.spans(), "hopguard.list_tools").attributes["hopguard.policy.missing"]).toBeUndefined();
+    } finally {
+      setWarningHandler(undefined);
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { cerbosBinaryPath } from "../index.ts";
+import { cerbosBinaryPath } from "../local-pdp.ts";
 
 /** What `cerbos compile` said about a policy folder. */
 export interface CompileResult {

@@ -6,10 +6,9 @@ import {
   type Delegation,
   DelegationError,
   formatDecisionTree,
-  type LocalPdp,
   type PdpClient,
-  startLocalPdp,
 } from "../index.ts";
+import { type LocalPdp, startLocalPdp } from "../local-pdp.ts";
 import { CliError, ExitCode } from "./cli-error.ts";
 import { parseAgent, parseObject, parseUser } from "./principal-spec.ts";
 

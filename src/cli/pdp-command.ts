@@ -1,6 +1,6 @@
 import { type FSWatcher, watch } from "node:fs";
 import { relative, resolve } from "node:path";
-import { startLocalPdp } from "../index.ts";
+import { bundledPolicyDir, startLocalPdp } from "../local-pdp.ts";
 import { cerbosCompile, compileVerdict } from "./cerbos-compile.ts";
 import { ExitCode } from "./cli-error.ts";
 
@@ -27,7 +27,9 @@ export async function pdpCommand(options: PdpOptions): Promise<number> {
   const out = (text: string): void => {
     process.stdout.write(`${text}\n`);
   };
-  out(`Cerbos PDP serving ${folder}`);
+  out(
+    `Cerbos PDP serving ${pdp.policyDir}${pdp.policyDir === bundledPolicyDir ? " (the demo policies bundled with hopguard)" : ""}`,
+  );
   out(`  gRPC  ${pdp.grpcAddress}`);
   out(`  HTTP  ${pdp.httpAddress}`);
   out(`  pid   ${pdp.pid}`);

@@ -51,7 +51,7 @@ export interface PlanCacheOptions {
    */
   enabled?: boolean | undefined;
   /**
-   * The most plans kept; the least recently used goes first.
+   * The most plans kept; the least recently used (to the second) goes first.
    *
    * @defaultValue `10000`
    */
@@ -118,6 +118,8 @@ export interface PlanCacheStats {
   readonly planRequests: number;
   /** Plan requests that failed (never cached). */
   readonly planErrors: number;
+  /** Plan requests on their way now, and those queued by {@link PlanCache.prefetchAll}. */
+  readonly inFlight: number;
 }
 
 /** A per-hop plan cache; see {@link createPlanCache}. */
@@ -140,11 +142,25 @@ export interface PlanCache {
    */
   plan(principal: Principal, check: PlanCacheCheck, request?: PlanCacheRequest): Promise<PlanSummary | undefined>;
   /**
+   * The hop's plan kind from memory, for a listing; `undefined` when there is no fresh plan, or its pair is one the
+   * cache may not answer (see {@link PlanCacheOptions.policies}). Never sends a request.
+   */
+  peek(principal: Principal, check: PlanCacheCheck, request?: PlanCacheRequest): PlanSummary | undefined;
+  /**
    * Starts fetching the hop's plan in the background when it is missing and could answer this call (the pair is
    * cacheable, the call has what its `has()` tests need); does nothing otherwise. For a round that sends the hops
    * {@link PlanCache.answer} could not answer live, so that the next call is answered from memory.
    */
   prefetch(principal: Principal, check: PlanCacheCheck, request?: PlanCacheRequest): void;
+  /**
+   * Fetches the plans of many hops in the background, `concurrency` at a time (for a listing, so that the listings
+   * and calls that follow need no PDP). Plans already held are not asked again; failures are not cached.
+   */
+  prefetchAll(
+    hops: readonly { readonly principal: Principal; readonly check: PlanCacheCheck }[],
+    request?: PlanCacheRequest,
+    concurrency?: number,
+  ): void;
   /**
    * Drops every plan; a plan being fetched is neither kept nor used. When the policies changed, pass the profile
    * read from them and a `pauseMs` covering the PDP's own reload: until then nothing is answered from memory and no
@@ -161,7 +177,12 @@ interface Entry {
   /** A plan Cerbos reported schema validation errors for: never answers. */
   readonly live: boolean;
   readonly expiresAt: number;
+  /** When the entry last moved to the back of the eviction order. */
+  touchedAt: number;
 }
+
+/** How often a hit may move its entry to the back of the eviction order: recency to the second is recent enough. */
+const touchIntervalMs = 1000;
 
 /**
  * Creates a plan cache: per hop, Cerbos's query plan for (principal, resource kind, action, known attributes) kept
@@ -195,6 +216,7 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
   const entries = new Map<string, Entry>();
   const pending = new Map<string, Promise<Entry | undefined>>();
   const counters = { planAnswers: 0, residualAnswers: 0, live: 0, planRequests: 0, planErrors: 0 };
+  let queued = 0;
 
   const usable = (check: PlanCacheCheck): PairProfile | undefined => {
     if (!enabled || policies === undefined || clock() < pausedUntil) return undefined;
@@ -207,13 +229,18 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
   const fresh = (key: string): Entry | undefined => {
     const entry = entries.get(key);
     if (entry === undefined) return undefined;
-    if (entry.expiresAt <= clock()) {
+    const now = clock();
+    if (entry.expiresAt <= now) {
       entries.delete(key);
       return undefined;
     }
-    // Least recently used goes first: a hit moves to the back.
-    entries.delete(key);
-    entries.set(key, entry);
+    // Least recently used goes first: a hit moves to the back, at most once a second (moving costs two more hashes
+    // of a long key, on the hottest path there is).
+    if (now - entry.touchedAt >= touchIntervalMs) {
+      entry.touchedAt = now;
+      entries.delete(key);
+      entries.set(key, entry);
+    }
     return entry;
   };
 
@@ -345,12 +372,34 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
       // it is now, under the key it has now.
       return answerNow(principal, check, request);
     },
+    peek(principal, check, request) {
+      if (!enabled || policies === undefined || clock() < pausedUntil) return undefined;
+      if (!policies.pair(check.resource.kind, check.action).cacheable) return undefined;
+      const key = planKey(principal, check.resource, check.action, request?.auxData);
+      const entry = key === undefined ? undefined : fresh(key);
+      return entry === undefined || entry.live ? undefined : entry.kind;
+    },
     prefetch(principal, check, request) {
       if (usable(check) === undefined) return;
       const key = planKey(principal, check.resource, check.action, request?.auxData);
       if (key === undefined) return;
       const entry = entries.get(key);
       if (entry === undefined || entry.expiresAt <= clock()) void fetchPlan(key, principal, check, request);
+    },
+    prefetchAll(hops, request, concurrency = 8) {
+      let next = 0;
+      queued += hops.length;
+      const startedIn = generation;
+      const worker = async (): Promise<void> => {
+        while (next < hops.length) {
+          const item = hops[next++] as (typeof hops)[number];
+          queued--;
+          // After a clear, the queue is dropped with the plans.
+          if (generation !== startedIn) continue;
+          await cache.plan(item.principal, item.check, request);
+        }
+      };
+      for (let started = 0; started < Math.min(concurrency, hops.length); started++) void worker();
     },
     async plan(principal, check, request) {
       if (!enabled || clock() < pausedUntil) return undefined;
@@ -368,7 +417,7 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
       for (const name of Object.keys(counters) as (keyof typeof counters)[]) counters[name] = 0;
     },
     stats() {
-      return { entries: entries.size, ...counters };
+      return { entries: entries.size, ...counters, inFlight: pending.size + queued };
     },
   };
   return Object.freeze(cache);
@@ -386,14 +435,14 @@ function toEntry(response: unknown, expiresAt: number): Entry | undefined {
   const live = Array.isArray(validationErrors) && validationErrors.length > 0;
   switch (kind) {
     case PlanKind.ALWAYS_ALLOWED:
-      return { kind: "always-allowed", residual: undefined, live, expiresAt };
+      return { kind: "always-allowed", residual: undefined, live, expiresAt, touchedAt: Number.NEGATIVE_INFINITY };
     case PlanKind.ALWAYS_DENIED:
-      return { kind: "always-denied", residual: undefined, live, expiresAt };
+      return { kind: "always-denied", residual: undefined, live, expiresAt, touchedAt: Number.NEGATIVE_INFINITY };
     case PlanKind.CONDITIONAL: {
       const condition = (response as { condition?: unknown }).condition;
       if (typeof condition !== "object" || condition === null) return undefined;
       const residual = compileResidual(condition as Parameters<typeof compileResidual>[0]);
-      return { kind: "conditional", residual, live, expiresAt };
+      return { kind: "conditional", residual, live, expiresAt, touchedAt: Number.NEGATIVE_INFINITY };
     }
     default:
       return undefined;

@@ -60,6 +60,7 @@ export async function buildCli(): Promise<BuiltCli> {
           declaration: false,
           declarationMap: false,
           sourceMap: false,
+          inlineSources: false,
         },
         // The bin and what it imports: files other work in progress may be changing are not its business.
         include: [],

@@ -20,14 +20,13 @@ import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { guardMcpClient } from "../../src/adapters/mcp/index.ts";
 import {
   approvalRequest,
-  cerbosBinaryPath,
   createGuard,
   type Delegation,
   type Guard,
   SpanAttributes,
   SpanNames,
-  startLocalPdp,
 } from "../../src/index.ts";
+import { cerbosBinaryPath, startLocalPdp } from "../../src/local-pdp.ts";
 import { unusedPort } from "../adapters/mcp/unused-port.ts";
 import type { HttpMcp } from "../support/http-mcp.ts";
 import { connectFilesystemServer, connectMemoryServer } from "../support/mcp.ts";

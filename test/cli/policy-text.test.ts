@@ -12,7 +12,8 @@ import { actionMatches, readPolicyRules } from "../../src/cli/policy-rules.ts";
 import type { ServerListing } from "../../src/cli/server-listing.ts";
 import { serverName } from "../../src/cli/server-name.ts";
 import { starterPolicies } from "../../src/cli/starter-policies.ts";
-import { approvalRequest, createGuard, startLocalPdp } from "../../src/index.ts";
+import { approvalRequest, createGuard } from "../../src/index.ts";
+import { startLocalPdp } from "../../src/local-pdp.ts";
 
 // What `hopguard init` writes comes from a server, which may be hostile: names must stay names.
 const temp = mkdtempSync(join(tmpdir(), "hopguard-cli-text-"));

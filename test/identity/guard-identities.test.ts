@@ -142,7 +142,7 @@ describe("identity enrichment: ids alone, completed by the guard's resolvers", (
     expect(pdp.checks).toEqual([]);
     const span = onlySpan(tracing.spans(), SpanNames.delegate);
     expect(span.status.code).toBe(SpanStatusCode.ERROR);
-    expect(span.attributes[SpanAttributes.errorCode]).toBe("identity_unknown");
+    expect(span.attributes[SpanAttributes.errorType]).toBe("identity_unknown");
     expect(span.attributes[SpanAttributes.delegateTo]).toBe("ghost-writer");
   });
 
@@ -161,7 +161,7 @@ describe("identity enrichment: ids alone, completed by the guard's resolvers", (
       expect(error).toMatchObject({ code: "identity_unavailable", kind: "agent", id: "scribe" });
       expect((error as Error).message).toBe('the agent resolver did not answer within 50 ms for "scribe"');
       expect(pdp.checks).toEqual([]);
-      expect(onlySpan(tracing.spans(), SpanNames.delegate).attributes[SpanAttributes.errorCode]).toBe(
+      expect(onlySpan(tracing.spans(), SpanNames.delegate).attributes[SpanAttributes.errorType]).toBe(
         "identity_unavailable",
       );
     },
@@ -328,7 +328,7 @@ describe("identity enrichment: resource attributes", () => {
     expect(pdp.checks.filter((check) => check.resources[0]?.resource.kind === "mcp::filesystem")).toEqual([]);
     const span = onlySpan(tracing.spans(), SpanNames.authorize);
     expect(span.status.code).toBe(SpanStatusCode.ERROR);
-    expect(span.attributes[SpanAttributes.errorCode]).toBe("identity_unavailable");
+    expect(span.attributes[SpanAttributes.errorType]).toBe("identity_unavailable");
     expect(span.attributes[SpanAttributes.decision]).toBe("error");
   });
 

@@ -134,7 +134,10 @@ describe("hop checks read the PDP's answer precisely", () => {
     expect(bare.outputs).toEqual([]);
     expect(bare.hops[0]?.policy).toBe("");
     const partial = await decide({ effect: Effect.DENY, metadata: { actions: {} } });
-    expect(partial.reason).toMatch(/\(no policy matched\)$/);
+    // The only hop matched no policy at all: the reason names the kind (usually a misspelt server), not the hop.
+    expect(partial.reason).toBe(
+      "no Cerbos policy for resource kind mcp::filesystem: every hop was denied by default (is the server name right?)",
+    );
   });
 
   async function failure(answer: () => Promise<FakeResult> | FakeResult, signal?: AbortSignal) {

@@ -215,7 +215,7 @@ describe("approvals", () => {
       allowed: false,
       refusal: "hopguard refused filesystem/move_file: a person did not approve it",
     });
-    const { reasons, requestedBy } = asked?.hopguard ?? { reasons: [], requestedBy: [] };
+    const { reasons, requestedBy } = asked?.hopguard.calls[0] ?? { reasons: [], requestedBy: [] };
     expect(asked?.actionRequests[0]?.description).toBe(
       `hopguard: ${reasons.join("; ")} (asked by ${requestedBy.join(", ")} for alice → scribe)\n\n` +
         `Tool: move_file\nArgs: ${JSON.stringify(args, null, 2)}`,

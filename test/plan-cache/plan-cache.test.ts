@@ -157,17 +157,19 @@ describe("plan cache mechanics", () => {
   it("expires plans after ttlMs and keeps at most maxEntries, least recently used out first", async () => {
     let now = 1_000;
     const pdp = fakePdp(() => ({ kind: PlanKind.ALWAYS_ALLOWED, validationErrors: [] }));
-    const cache = createPlanCache({ client: pdp, policies: anything, ttlMs: 500, maxEntries: 2, clock: () => now });
+    const cache = createPlanCache({ client: pdp, policies: anything, ttlMs: 5_000, maxEntries: 2, clock: () => now });
     const other = (id: string): Principal => ({ ...principal, id });
     await cache.lookup(other("a"), readFile("/x"));
     await cache.lookup(other("b"), readFile("/x"));
+    // Recency counts to the second: a hit within the same second as the last one does not reorder.
+    now += 1_000;
     expect(cache.answer(other("a"), readFile("/x"))).toBeDefined();
     await cache.lookup(other("c"), readFile("/x"));
     expect(cache.stats().entries).toBe(2);
     // "b" was used least recently.
     expect(cache.answer(other("b"), readFile("/x"))).toBeUndefined();
     expect(cache.answer(other("a"), readFile("/x"))).toBeDefined();
-    now += 500;
+    now += 5_000;
     expect(cache.answer(other("a"), readFile("/x"))).toBeUndefined();
     expect(cache.answer(other("c"), readFile("/x"))).toBeUndefined();
     expect(cache.stats().entries).toBe(0);

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { Effect, PlanKind, type Principal, type Resource, type Value } from "@cerbos/core";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalPdp, startLocalPdp } from "../../src/index.ts";
+import { type LocalPdp, startLocalPdp } from "../../src/local-pdp.ts";
 import { createPlanCache, type PlanCache, readPolicyProfile } from "../../src/plan-cache/index.ts";
 
 // One rule per action, each exercising an operator (or a trap) on the call's arguments, served by a PDP of its own.

@@ -157,6 +157,16 @@ describe("what was checked is what runs", () => {
     const chain = await meddling.forUser(alice).delegate(scribe);
     const { tools, executed } = recordingTools();
     const path = inWorkspace("report.md");
+    // The SDK hands the approval step and then execute this very object: the attacker keeps a reference to it.
+    const grabbing = {
+      ...tools,
+      write_file: {
+        ...tools.write_file,
+        onInputAvailable: ({ input }: { input: unknown }) => {
+          handed = input as Record<string, unknown>;
+        },
+      },
+    };
 
     await runAs(chain, () =>
       generateText({
@@ -164,20 +174,20 @@ describe("what was checked is what runs", () => {
           { calls: [{ id: "w", tool: "write_file", input: { path, content: "x" } }] },
           { text: "ok" },
         ),
-        tools: guardTools(tools, { server: "filesystem" }),
-        // The SDK hands execute this very object: the attacker keeps a reference to it.
-        onToolExecutionStart: ({ toolCall }) => {
-          handed = toolCall.input as Record<string, unknown>;
-        },
+        tools: guardTools(grabbing, { server: "filesystem" }),
         stopWhen: stepCountIs(2),
         prompt: "w",
       }),
     );
 
+    // Changed while the approval step's PDP round ran: the allow it got is for the old input, so execute asks again
+    // about what it is handed now, and the write outside the workspace never runs.
     expect(handed?.path).toBe("/etc/passwd");
-    expect(executed).toEqual([{ tool: "write_file", input: { path, content: "x" } }]);
-    expect(argumentsSeen().at(-1)).toEqual(executed[0]?.input);
-    expect(authorizeSpan("w").attributes).toMatchObject({ "hopguard.decision": "allow" });
+    expect(executed).toEqual([]);
+    const before = { path, content: "x" };
+    const after = { path: "/etc/passwd", content: "x" };
+    expect(argumentsSeen().slice(-4)).toEqual([before, before, after, after]);
+    expect(authorizeSpan("w").attributes).toMatchObject({ "hopguard.decision": "deny" });
   });
 
   test("attack: the input is changed while the PDP is being asked (calling execute directly)", async () => {
@@ -847,7 +857,7 @@ describe("every hop of the chain that is really acting", () => {
     expect(result).toMatch(/^hopguard refused filesystem\/write_file: .*no delegation chain/);
     expect(authorizeSpan("q").attributes).toMatchObject({
       "hopguard.decision": "error",
-      "hopguard.error.code": "no_delegation",
+      "error.type": "no_delegation",
     });
 
     // A worker started inside the researcher's run keeps the researcher's chain, whoever feeds it.
@@ -906,7 +916,7 @@ describe("every hop of the chain that is really acting", () => {
 
     expect(executed).toEqual([]);
     for (const id of ["ctx", "rt"]) {
-      expect(authorizeSpan(id).attributes, id).toMatchObject({ "hopguard.error.code": "no_delegation" });
+      expect(authorizeSpan(id).attributes, id).toMatchObject({ "error.type": "no_delegation" });
     }
     expect(authorizeSpan("in-run").attributes).toMatchObject({
       "hopguard.chain": ["alice", "researcher"],
@@ -1055,9 +1065,10 @@ describe("what the model calls", () => {
 
     expect(executed.map((execution) => execution.tool)).toEqual(["read_text_file"]);
     expect(reads).toBe(1);
+    // needsApproval's deny stands at execute (same step, same snapshot): one decision, about the first answer.
     expect(
       spansNamed("hopguard.authorize").filter((span) => span.attributes["gen_ai.tool.call.id"] === "write"),
-    ).toHaveLength(2);
+    ).toHaveLength(1);
     expect(authorizeSpan("write").attributes).toMatchObject({
       "gen_ai.tool.name": "write_file",
       "hopguard.decision": "deny",
@@ -1065,7 +1076,7 @@ describe("what the model calls", () => {
     // table["constructor"] is Object: no server, so not a call the PDP could even be asked about (needsApproval's
     // check and execute's). The span cannot name a call it could not read.
     const invalid = spansNamed("hopguard.authorize").filter((span) => span.attributes["hopguard.decision"] === "error");
-    expect(invalid.map((span) => span.attributes["hopguard.error.code"])).toEqual(["invalid_input", "invalid_input"]);
+    expect(invalid.map((span) => span.attributes["error.type"])).toEqual(["invalid_input", "invalid_input"]);
     expect(toolResultsSeen(requestsTo(model)[1]).get("ctor")).toMatchObject({
       value: expect.stringMatching(/^hopguard refused .*call\.server/),
     });

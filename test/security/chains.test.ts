@@ -188,7 +188,7 @@ describe("forged, truncated, re-ordered and extended chains", () => {
       expect(tracing.spans()).toHaveLength(1);
       expect(tracing.spans()[0]?.attributes).toMatchObject({
         [SpanAttributes.decision]: "error",
-        [SpanAttributes.errorCode]: "invalid_input",
+        [SpanAttributes.errorType]: "invalid_input",
         [SpanAttributes.delegateTo]: "scribe",
         [SpanAttributes.chain]: ["alice"],
       });
@@ -226,7 +226,7 @@ describe("forged, truncated, re-ordered and extended chains", () => {
     expect(tool.ran).toEqual([]);
     expect(span()).toMatchObject({
       [SpanAttributes.decision]: "error",
-      [SpanAttributes.errorCode]: "no_delegation",
+      [SpanAttributes.errorType]: "no_delegation",
       [SpanAttributes.toolName]: "write_file",
     });
   });
@@ -253,7 +253,7 @@ describe("forged, truncated, re-ordered and extended chains", () => {
     expect(forgedAsked).toBe(0);
     expect(span()).toMatchObject({
       [SpanAttributes.decision]: "error",
-      [SpanAttributes.errorCode]: "no_delegation",
+      [SpanAttributes.errorType]: "no_delegation",
       [SpanAttributes.toolName]: "write_file",
     });
   });
@@ -433,7 +433,7 @@ describe("self-delegation and cycles under another spelling", () => {
       expect(pdp.checks).toHaveLength(0);
       expect(onlyDelegateSpan(tracing)).toMatchObject({
         [SpanAttributes.decision]: "error",
-        [SpanAttributes.errorCode]: "invalid_input",
+        [SpanAttributes.errorType]: "invalid_input",
       });
       expectInvalidInput(await refusalOf(() => guard.forUser({ ...alice, id })), "user.id");
     }
@@ -630,7 +630,7 @@ describe("expiry", () => {
       forget();
       expectInvalidInput(await refusalOf(root.delegate({ ...planner, scope })), "agent.scope.expiresAt");
       expect(pdp.checks).toHaveLength(0);
-      expect(onlyDelegateSpan(tracing)).toMatchObject({ [SpanAttributes.errorCode]: "invalid_input" });
+      expect(onlyDelegateSpan(tracing)).toMatchObject({ [SpanAttributes.errorType]: "invalid_input" });
     }
     // The very edges a Date can hold are accepted, and reach the PDP as ISO-8601 strings.
     forget();
@@ -733,7 +733,7 @@ describe("scope widening by glob tricks", () => {
       const error = refusedWithError(await tool.call(root, { ...readNotes, server }));
       expectInvalidInput(error, "call.server");
       expect(pdp.checks).toHaveLength(0);
-      expect(span()).toMatchObject({ [SpanAttributes.errorCode]: "invalid_input" });
+      expect(span()).toMatchObject({ [SpanAttributes.errorType]: "invalid_input" });
     }
 
     // In a scope, the first "/" splits: "file/system/read_*" is server "file", tools "system/read_*". A call to
@@ -797,7 +797,7 @@ describe("arguments built to confuse or overwhelm", () => {
       expect((error as InvalidInputError).path.startsWith(path)).toBe(true);
       expect(error.message).toContain(`larger than ${oneMiB} characters`);
       expect(pdp.checks).toHaveLength(0);
-      expect(span()).toMatchObject({ [SpanAttributes.decision]: "error", [SpanAttributes.errorCode]: "invalid_input" });
+      expect(span()).toMatchObject({ [SpanAttributes.decision]: "error", [SpanAttributes.errorType]: "invalid_input" });
     }
     expect(tool.ran).toEqual([]);
     // Just under the limit is an ordinary call the PDP decides.
@@ -824,7 +824,7 @@ describe("arguments built to confuse or overwhelm", () => {
       expect(InvalidInputError.isInstance(error)).toBe(true);
       expect(error.message).toContain("deeper than 64 levels");
       expect(pdp.checks).toHaveLength(0);
-      expect(span()).toMatchObject({ [SpanAttributes.errorCode]: "invalid_input" });
+      expect(span()).toMatchObject({ [SpanAttributes.errorType]: "invalid_input" });
     }
     expect(tool.ran).toHaveLength(1);
   });
@@ -854,7 +854,7 @@ describe("arguments built to confuse or overwhelm", () => {
       const error = refusedWithError(await tool.call(root, { ...readNotes, ...override }));
       expectInvalidInput(error, path);
       expect(pdp.checks).toHaveLength(0);
-      expect(span()).toMatchObject({ [SpanAttributes.decision]: "error", [SpanAttributes.errorCode]: "invalid_input" });
+      expect(span()).toMatchObject({ [SpanAttributes.decision]: "error", [SpanAttributes.errorType]: "invalid_input" });
     }
     expect(tool.ran).toEqual([]);
   });
@@ -1084,7 +1084,7 @@ describe("a chain lost across an async boundary", () => {
     expect(tool.ran).toHaveLength(2);
     expect(pdp.checks.map((check) => check.principal.id)).toEqual(["alice", "planner", "alice", "planner"]);
     const spans = tracing.spans();
-    expect(spans.filter((span) => span.attributes[SpanAttributes.errorCode] === "no_delegation")).toHaveLength(2);
+    expect(spans.filter((span) => span.attributes[SpanAttributes.errorType] === "no_delegation")).toHaveLength(2);
     expect(
       spans.filter(
         (span) =>
@@ -1150,7 +1150,7 @@ describe("a chain lost across an async boundary", () => {
     expect(
       tracing
         .spans()
-        .map((span) => span.attributes[SpanAttributes.errorCode] ?? "decided")
+        .map((span) => span.attributes[SpanAttributes.errorType] ?? "decided")
         .sort(),
     ).toEqual(["decided", "no_delegation", "no_delegation", "no_delegation"]);
   });

@@ -17,15 +17,14 @@ import { guardMcpClient } from "../../src/adapters/mcp/index.ts";
 import {
   createGuard,
   decideToolCall,
-  type LocalPdp,
   type PdpClient,
   type PdpFailure,
   PdpUnavailableError,
   SpanAttributes,
   SpanNames,
-  startLocalPdp,
   type ToolCallOutcome,
 } from "../../src/index.ts";
+import { type LocalPdp, startLocalPdp } from "../../src/local-pdp.ts";
 import { type RecordingServer, startRecordingServer } from "../support/mcp.ts";
 import { sharedPdpClient } from "../support/pdp.ts";
 import { memoryTracing } from "../support/tracing.ts";
@@ -76,7 +75,7 @@ function authorizeSpans(spans: readonly ReadableSpan[]): ReadableSpan[] {
 /** The span of a call the PDP could not answer: an error, coded pdp_unavailable, with the PdpUnavailableError. */
 function expectUnavailableSpan(span: ReadableSpan | undefined, message?: RegExp): void {
   expect(span?.attributes[SpanAttributes.decision]).toBe("error");
-  expect(span?.attributes[SpanAttributes.errorCode]).toBe("pdp_unavailable");
+  expect(span?.attributes[SpanAttributes.errorType]).toBe("pdp_unavailable");
   expect(span?.status.code).toBe(SpanStatusCode.ERROR);
   // OpenTelemetry names an exception by its `code` when it has one.
   const exception = span?.events.find((event) => event.name === "exception")?.attributes;

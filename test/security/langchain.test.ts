@@ -77,12 +77,15 @@ function toolCall(name: string, args: unknown, id: string) {
   return { type: "tool_call" as const, name, args, id };
 }
 
-/** The one `hopguard.authorize` span of a tool call id. */
+/**
+ * The last `hopguard.authorize` span of a tool call id: the decision about what was handed to the tool. (The
+ * middleware also decides each call of a model step before the tools run; a call changed on the way is decided again.)
+ */
 function authorizeSpan(toolCallId: string): ReadableSpan {
-  return onlySpan(
-    tracing.spans().filter((span) => span.attributes[SpanAttributes.toolCallId] === toolCallId),
-    SpanNames.authorize,
-  );
+  const spans = tracing
+    .spans()
+    .filter((span) => span.name === SpanNames.authorize && span.attributes[SpanAttributes.toolCallId] === toolCallId);
+  return onlySpan(spans.slice(-1), SpanNames.authorize);
 }
 
 function authorizeSpans(toolCallId: string): ReadableSpan[] {
@@ -126,12 +129,16 @@ describe("check-then-use: the tool runs exactly the snapshot the PDP saw", () =>
     const holder = createMiddleware({
       name: "holder",
       wrapToolCall: async (request, handler) => {
-        held.push(request.toolCall.args);
-        return handler(request);
+        // The middleware does not ask again about a call its model step already decided: other arguments make it
+        // ask the PDP at wrapToolCall, the window this attack aims at.
+        const args = entry === "middleware" ? { path: inWorkspace("draft.md"), content: "x" } : request.toolCall.args;
+        held.push(args);
+        return handler({ ...request, toolCall: { ...request.toolCall, args } });
       },
     });
+    const asked = inWorkspace(entry === "middleware" ? "model.md" : "draft.md");
     const agent = createAgent({
-      model: script([{ name: "write_file", args: { path: inWorkspace("draft.md"), content: "x" }, id }]),
+      model: script([{ name: "write_file", args: { path: asked, content: "x" }, id }]),
       tools: entry === "guardTools" ? guardTools([write.tool], { server: "filesystem" }) : [write.tool],
       middleware:
         entry === "guardTools" ? [holder] : [holder, hopguardMiddleware({ server: "filesystem", hideTools: false })],
@@ -536,7 +543,7 @@ describe("delegation chains: the deepest chain in effect decides", () => {
     expect(authorizeSpan("now").attributes[SpanAttributes.chain]).toEqual(["alice", "scribe"]);
     const refused = authorizeSpan("later");
     expect(refused.attributes[SpanAttributes.chain]).toBeUndefined();
-    expect(refused.attributes[SpanAttributes.errorCode]).toBe("no_delegation");
+    expect(refused.attributes[SpanAttributes.errorType]).toBe("no_delegation");
   });
 
   test("attack: a forged Delegation-looking object in context.delegation is ignored — no chain, refused", async () => {
@@ -564,13 +571,13 @@ describe("delegation chains: the deepest chain in effect decides", () => {
       middleware: [hopguardMiddleware({ server: "filesystem", tracer: tracing.tracer }), offered.middleware],
     });
 
-    const result = await agent.invoke(ask, { context: { delegation: forged } });
+    const result = await agent.invoke(ask, { context: { delegation: forged as unknown as Delegation } });
 
     expect(write.ran).toEqual([]);
     expect(asked).toEqual([]);
     expect(offered.offered[0]).toEqual([]);
     expect(toolMessages(result.messages).get("forged")?.text).toContain("has no delegation chain");
-    expect(authorizeSpan("forged").attributes[SpanAttributes.errorCode]).toBe("no_delegation");
+    expect(authorizeSpan("forged").attributes[SpanAttributes.errorType]).toBe("no_delegation");
   });
 });
 
@@ -864,11 +871,11 @@ describe("failing closed", () => {
     expect(read.ran).toEqual([]);
     expect(toolMessages(result.messages).get("down-read")?.status).toBe("error");
     const listings = tracing.spans().filter((span) => span.name === SpanNames.listTools);
-    expect(listings.map((span) => span.attributes[SpanAttributes.errorCode])).toEqual([
+    expect(listings.map((span) => span.attributes[SpanAttributes.errorType])).toEqual([
       "pdp_unavailable",
       "pdp_unavailable",
     ]);
-    expect(authorizeSpan("down-read").attributes[SpanAttributes.errorCode]).toBe("pdp_unavailable");
+    expect(authorizeSpan("down-read").attributes[SpanAttributes.errorType]).toBe("pdp_unavailable");
   });
 
   test("attack: the PDP goes down while delegating — agentTool refuses and the sub-agent never runs", async () => {
@@ -888,7 +895,7 @@ describe("failing closed", () => {
     expect(result.messages.at(-1)?.text).toBe("orchestrator done");
     const delegation = onlySpan(tracing.spans(), SpanNames.delegate);
     expect(delegation.attributes[SpanAttributes.delegateTo]).toBe("scribe");
-    expect(delegation.attributes[SpanAttributes.errorCode]).toBe("pdp_unavailable");
+    expect(delegation.attributes[SpanAttributes.errorType]).toBe("pdp_unavailable");
   });
 
   test("attack: the deprecated .call() of a guarded tool is authorized like invoke", async () => {

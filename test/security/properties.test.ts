@@ -18,11 +18,10 @@ import {
   type Delegation,
   DelegationError,
   type Guard,
-  type LocalPdp,
   type PdpClient,
   type Scope,
-  startLocalPdp,
 } from "../../src/index.ts";
+import { type LocalPdp, startLocalPdp } from "../../src/local-pdp.ts";
 import { type EffectiveScope, narrowScope, rootScope, scopeAdmitsTool } from "../../src/scope.ts";
 import { sharedPdpClient } from "../support/pdp.ts";
 import { recordingPdp } from "../support/recording-pdp.ts";

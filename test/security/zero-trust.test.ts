@@ -28,14 +28,13 @@ import {
   createTokenSigner,
   createTokenVerifier,
   type Delegation,
-  type LocalPdp,
   runAs,
   SpanAttributes,
   SpanNames,
-  startLocalPdp,
   type TokenSigner,
   type TokenVerifier,
 } from "../../src/index.ts";
+import { type LocalPdp, startLocalPdp } from "../../src/local-pdp.ts";
 import { scriptedModel, toolResultsSeen } from "../adapters/ai/scripted-model.ts";
 import { toolMessages } from "../adapters/langchain/support.ts";
 import { sharedPdpClient } from "../support/pdp.ts";
@@ -304,7 +303,7 @@ describe("the MCP SDK Client over Streamable HTTP, to a guarded server", () => {
     expect(refusals).toHaveLength(2);
     for (const span of refusals) {
       expect(span.status.code).toBe(SpanStatusCode.ERROR);
-      expect(span.attributes[SpanAttributes.errorCode]).toBe("token_missing");
+      expect(span.attributes[SpanAttributes.errorType]).toBe("token_missing");
     }
   });
 
@@ -337,7 +336,7 @@ describe("the MCP SDK Client over Streamable HTTP, to a guarded server", () => {
 
     expect(server.executed).toEqual([]);
     expect(
-      spansNamed(server.tracing.spans(), SpanNames.authorize).map((span) => span.attributes[SpanAttributes.errorCode]),
+      spansNamed(server.tracing.spans(), SpanNames.authorize).map((span) => span.attributes[SpanAttributes.errorType]),
     ).toEqual(["token_audience_mismatch", "token_signature_invalid"]);
   });
 });

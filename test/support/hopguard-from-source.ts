@@ -8,6 +8,7 @@ const source = new URL("../../src/", import.meta.url);
 registerHooks({
   resolve(specifier, context, nextResolve) {
     if (specifier === "hopguard") return { url: new URL("index.ts", source).href, shortCircuit: true };
+    if (specifier === "hopguard/local-pdp") return { url: new URL("local-pdp.ts", source).href, shortCircuit: true };
     const adapter = /^hopguard\/([a-z]+)$/.exec(specifier)?.[1];
     if (adapter !== undefined) {
       return { url: new URL(`adapters/${adapter}/index.ts`, source).href, shortCircuit: true };

@@ -1,9 +1,11 @@
 import { jsonSchema, type Tool, type ToolExecutionOptions } from "ai";
 import { runAs } from "../../current-delegation.ts";
 import type { AgentInput, Delegation } from "../../delegation.ts";
-import { InvalidInputError, NoDelegationError } from "../../errors.ts";
+import { InvalidInputError } from "../../errors.ts";
 import { resolveDelegation } from "../../tool-call-outcome.ts";
+import { noChainError } from "../../warnings.ts";
 import { rememberAgentTool } from "./agent-identity.ts";
+import { take } from "./decision-memo.ts";
 import { delegationsInToolOptions } from "./delegation-context.ts";
 
 /** What an agent tool's input looks like to the parent model. */
@@ -40,7 +42,8 @@ export interface AgentToolOptions {
    * The chain that hands work over.
    *
    * @defaultValue the `delegation` in the tool's `toolsContext` entry (AI SDK 6: `experimental_context`), else the
-   * ambient chain set by `runAs`
+   * chain `hopguardToolApproval` found for this call (in `runtimeContext`, which the SDK does not hand tools), else
+   * the ambient chain set by `runAs`
    */
   delegation?: Delegation | undefined;
 }
@@ -90,8 +93,11 @@ export function agentTool(agent: SubAgent, options: AgentToolOptions): Tool<Agen
     execute: async (input: AgentToolInput, callOptions: ToolExecutionOptions<unknown>) => {
       if (typeof input?.prompt !== "string") throw new InvalidInputError("input.prompt", "must be a string");
       const { abortSignal } = callOptions ?? {};
-      const parent = resolveDelegation(explicit, ...delegationsInToolOptions(callOptions));
-      if (parent === undefined) return refusal(new NoDelegationError(`delegating to "${identity.id}"`).message);
+      const remembered = take(callOptions?.messages, callOptions?.toolCallId);
+      const parent = resolveDelegation(explicit, ...delegationsInToolOptions(callOptions), remembered?.delegation);
+      if (parent === undefined) {
+        return refusal(noChainError(`delegating to "${identity.id}"`, agentToolPlaces).message);
+      }
       let child: Delegation;
       try {
         child = await parent.delegate(identity, { signal: abortSignal });
@@ -107,6 +113,12 @@ export function agentTool(agent: SubAgent, options: AgentToolOptions): Tool<Agen
   rememberAgentTool(tool, identity);
   return tool;
 }
+
+const agentToolPlaces = [
+  "options.delegation",
+  "the tool's toolsContext entry (.delegation)",
+  "runtimeContext.delegation (tools see it only through hopguardToolApproval)",
+];
 
 function run(agent: SubAgent, request: AgentRequest): PromiseLike<string | { text: string }> {
   if (typeof agent === "function") return agent(request);

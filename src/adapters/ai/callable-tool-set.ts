@@ -1,7 +1,8 @@
 import type { Tool, ToolSet } from "ai";
 import type { Delegation } from "../../delegation.ts";
-import { DelegationError, NoDelegationError } from "../../errors.ts";
+import { DelegationError, type NoDelegationError } from "../../errors.ts";
 import { resolveDelegation } from "../../tool-call-outcome.ts";
+import { noChainError } from "../../warnings.ts";
 import { agentOf } from "./agent-identity.ts";
 import { annotationsOf, type ToolTargetOptions, toolTargetResolver } from "./tool-target.ts";
 
@@ -45,7 +46,9 @@ export async function callableToolSet<TOOLS extends ToolSet>(
 ): Promise<Partial<TOOLS> & ToolSet> {
   const resolveTarget = toolTargetResolver(options);
   const delegation = resolveDelegation(options.delegation);
-  if (delegation === undefined) throw new NoDelegationError("listing the callable tools of a tool set");
+  if (delegation === undefined) {
+    throw noChainError("listing the callable tools of a tool set", ["options.delegation"]);
+  }
   const { signal } = options;
 
   const entries = Object.entries(tools) as [string, Tool][];

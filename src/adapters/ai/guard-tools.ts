@@ -3,11 +3,13 @@ import type { Tool, ToolExecutionOptions, ToolSet } from "ai";
 import type { ApprovalAnswer } from "../../approval.ts";
 import { type ToolCall, type ToolTarget, type ValidatedToolCall, validateToolCall } from "../../cerbos-request.ts";
 import type { Delegation } from "../../delegation.ts";
-import { InvalidInputError, ToolCallDeniedError } from "../../errors.ts";
+import { InvalidInputError, NoDelegationError, ToolCallDeniedError } from "../../errors.ts";
 import { decideToolCall, refusalText, resolveDelegation, type ToolCallOutcome } from "../../tool-call-outcome.ts";
+import { denialReason, refuseWithoutChain } from "../../warnings.ts";
 import { agentOf } from "./agent-identity.ts";
 import { type ApprovalSecret, type ApprovalVerifier, approvalVerifier } from "./approval-signature.ts";
-import { delegationsInToolOptions } from "./delegation-context.ts";
+import { markGuarded, remember, reusableOutcome, take } from "./decision-memo.ts";
+import { delegationsInToolOptions, placesForTool } from "./delegation-context.ts";
 import { findPersonsAnswer, readApprovalHistory } from "./human-approval.ts";
 import { type ToolTargetOptions, toolTargetResolver, toToolCall } from "./tool-target.ts";
 
@@ -19,7 +21,8 @@ export interface GuardToolsOptions extends ToolTargetOptions {
    * sub-agent never acts with its orchestrator's rights.
    *
    * @defaultValue the `delegation` in the tool's `toolsContext` entry (AI SDK 6: `experimental_context`), else the
-   * ambient chain set by `runAs`. The AI SDK does not hand `runtimeContext` to tools.
+   * chain `hopguardToolApproval` decided this call for (from `runtimeContext`, which the AI SDK does not hand to
+   * tools), else the ambient chain set by `runAs`
    */
   delegation?: Delegation | undefined;
   /**
@@ -49,6 +52,14 @@ export interface GuardToolsOptions extends ToolTargetOptions {
   tracer?: Tracer | undefined;
 }
 
+// What needsApproval sees for a call with no chain; execute refuses it for real.
+const unrecordedRefusal: ToolCallOutcome = Object.freeze({
+  type: "denied",
+  decision: undefined,
+  error: new NoDelegationError("a guarded tool"),
+  reason: "no delegation chain",
+});
+
 const onDeniedChoices: ReadonlySet<unknown> = new Set(["refuse", "throw", undefined]);
 
 /**
@@ -60,7 +71,10 @@ const onDeniedChoices: ReadonlySet<unknown> = new Set(["refuse", "throw", undefi
  * getters read once, `__proto__` kept as an own key), asks the PDP about that snapshot, and hands the tool a fresh
  * copy of it — never the object it was given, which its caller may still change. {@link hopguardToolApproval} alone
  * cannot promise this: it answers before the SDK executes, and has no say over what the SDK then hands the tool.
- * That is why guarded tools check again at `execute`, at one more PDP round per call.
+ * That is why guarded tools check again at `execute` — without a second PDP round when the same step's approval
+ * (`hopguardToolApproval`, or this tool's `needsApproval`) already decided exactly this input, tool and chain: that
+ * decision is used once, within 10 seconds; a changed input, another chain or a call waiting for a person is asked
+ * again.
  *
  * **Approvals.** Each guarded tool also gets a `needsApproval` that asks the PDP, so a call whose rule asks for a
  * person stops the run with a `tool-approval-request` when no `toolApproval` is set (a `toolApproval` takes
@@ -123,12 +137,29 @@ function guardTool(
   }
   const { delegation: explicit, onDenied = "refuse", tracer } = options;
 
+  const places = placesForTool(name);
+
   // Reads the input once: the snapshot is what the PDP is asked about and, when allowed, what the tool receives.
-  const decide = async (input: unknown, callOptions: Partial<ToolExecutionOptions<unknown>> | undefined) => {
-    const delegation = resolveDelegation(explicit, ...delegationsInToolOptions(callOptions));
+  // `atExecute`: this step's approval answer (hopguardToolApproval's, or needsApproval's) is taken, once: its chain is
+  // a candidate (tools never see runtimeContext), and its allow stands only for this very chain and snapshot.
+  const decide = async (
+    input: unknown,
+    callOptions: Partial<ToolExecutionOptions<unknown>> | undefined,
+    atExecute: boolean,
+  ) => {
+    const remembered = atExecute ? take(callOptions?.messages, callOptions?.toolCallId) : undefined;
+    const delegation = resolveDelegation(explicit, ...delegationsInToolOptions(callOptions), remembered?.delegation);
     const call = toToolCall(target, tool, input, callOptions?.toolCallId);
     const snapshot = snapshotOrUndefined(call);
-    const outcome = await decideToolCall(delegation, snapshot ?? call, { signal: callOptions?.abortSignal, tracer });
+    // Without a chain, needsApproval leaves the refusal (span, warning) to execute: one refusal per call.
+    const outcome: ToolCallOutcome =
+      delegation === undefined
+        ? atExecute
+          ? await refuseWithoutChain(snapshot ?? call, places, tracer)
+          : unrecordedRefusal
+        : (reusableOutcome(remembered, delegation, snapshot) ??
+          (await decideToolCall(delegation, snapshot ?? call, { signal: callOptions?.abortSignal, tracer })));
+    if (!atExecute) remember(callOptions?.messages, callOptions?.toolCallId, delegation, outcome);
     return { delegation, outcome, snapshot };
   };
 
@@ -137,8 +168,10 @@ function guardTool(
     input: unknown,
     callOptions: ToolExecutionOptions<unknown>,
   ): Promise<{ input: unknown } | { refusal: string }> => {
-    const { delegation, outcome } = await decide(input, callOptions);
-    if (outcome.type === "denied") return { refusal: refuse(outcome, outcome.reason) };
+    const { delegation, outcome } = await decide(input, callOptions, true);
+    if (outcome.type === "denied") {
+      return { refusal: refuse(outcome, outcome.decision ? denialReason(outcome.decision) : outcome.reason) };
+    }
     if (outcome.type === "approval-required" && delegation !== undefined) {
       const finding = await findPersonsAnswer(readApprovalHistory(callOptions?.messages), {
         toolCallId: outcome.call.toolCallId,
@@ -187,7 +220,7 @@ function guardTool(
       };
 
   const refusalPrefix = refusalText(target, "");
-  return {
+  const guardedTool = {
     ...tool,
     execute: guardedExecute,
     // An explicit `true` already asks for approval every time; otherwise the PDP is asked, then the tool's own rule,
@@ -196,7 +229,7 @@ function guardTool(
       needsApproval === true
         ? true
         : async (input: unknown, callOptions: Partial<ToolExecutionOptions<unknown>>) => {
-            const { outcome, snapshot } = await decide(input, callOptions);
+            const { outcome, snapshot } = await decide(input, callOptions, false);
             if (outcome.type === "approval-required") return true;
             if (typeof needsApproval !== "function") return false;
             const call = outcome.type === "allowed" ? outcome.call : snapshot;
@@ -214,6 +247,8 @@ function guardTool(
         }
       : {}),
   } as Tool;
+  markGuarded(guardedTool);
+  return guardedTool;
 }
 
 function snapshotOrUndefined(call: ToolCall): ValidatedToolCall | undefined {

@@ -4,8 +4,10 @@ import type { ToolTarget } from "../../cerbos-request.ts";
 import type { Delegation } from "../../delegation.ts";
 import { InvalidInputError } from "../../errors.ts";
 import { decideToolCall, refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
+import { denialReason, refuseWithoutChain } from "../../warnings.ts";
 import { agentOf } from "./agent-identity.ts";
-import { delegationIn, ownEntry } from "./delegation-context.ts";
+import { isGuarded, remember } from "./decision-memo.ts";
+import { delegationIn, ownEntry, placesForApproval } from "./delegation-context.ts";
 import { type ToolTargetOptions, toolTargetResolver, toToolCall } from "./tool-target.ts";
 
 /** Options for {@link hopguardToolApproval}. */
@@ -41,6 +43,8 @@ export interface ToolApprovalRequestInput {
   tools?: ToolSet | undefined;
   toolsContext?: unknown;
   runtimeContext?: unknown;
+  /** The step's messages: the SDK hands the same array to the call's `execute`. */
+  messages?: unknown;
 }
 
 /** A generic `toolApproval` function for `generateText`, `streamText` and `ToolLoopAgent`. */
@@ -62,6 +66,11 @@ export type HopguardToolApproval = (request: ToolApprovalRequestInput) => Promis
  * and runs exactly what it checked. A declined approval never reaches this callback; {@link hopguardApprovalTrail}
  * records it.
  *
+ * With guarded tools, this step hands each call's `execute` (same step, same tool call id) the chain it decided for —
+ * so a chain given as `runtimeContext: { delegation }`, which the SDK never shows tools, reaches them — and its
+ * decision: `execute` then needs no second PDP round when its input, tool and chain are exactly what was decided
+ * (canonical JSON), within 10 seconds, once. Anything else, a person's approval included, is asked again.
+ *
  * @example
  * ```ts
  * import { generateText } from "ai";
@@ -81,21 +90,28 @@ export function hopguardToolApproval(options: HopguardToolApprovalOptions): Hopg
   const resolveTarget = toolTargetResolver(options);
   if (typeof recordApprovals !== "boolean") throw new InvalidInputError("options.recordApprovals", "must be a boolean");
 
-  return async ({ toolCall, tools, toolsContext, runtimeContext }) => {
+  return async ({ toolCall, tools, toolsContext, runtimeContext, messages }) => {
     let target: ToolTarget | undefined;
     try {
       const toolName = toolCall.toolName;
       const tool = ownEntry(tools, toolName) as Tool | undefined;
-      if (agentOf(tool) !== undefined) return "not-applicable";
-      target = resolveTarget(toolName);
       const delegation = resolveDelegation(
         explicit,
         delegationIn(runtimeContext),
         delegationIn(ownEntry(toolsContext, toolName)),
       );
-      const outcome = await decideToolCall(delegation, toToolCall(target, tool, toolCall.input, toolCall.toolCallId), {
-        tracer,
-      });
+      if (agentOf(tool) !== undefined) {
+        // It authorizes itself by delegating, at execute: hand it the chain, which it cannot see in runtimeContext.
+        remember(messages, toolCall.toolCallId, delegation, undefined);
+        return "not-applicable";
+      }
+      target = resolveTarget(toolName);
+      const call = toToolCall(target, tool, toolCall.input, toolCall.toolCallId);
+      const outcome =
+        delegation === undefined
+          ? await refuseWithoutChain(call, placesForApproval(toolName), tracer)
+          : await decideToolCall(delegation, call, { tracer });
+      if (isGuarded(tool)) remember(messages, toolCall.toolCallId, delegation, outcome);
       switch (outcome.type) {
         case "allowed":
           return recordApprovals ? { type: "approved", reason: outcome.decision.reason } : "not-applicable";
@@ -104,7 +120,10 @@ export function hopguardToolApproval(options: HopguardToolApprovalOptions): Hopg
           return { type: "user-approval", reason: reasons.length > 0 ? reasons.join("; ") : outcome.decision.reason };
         }
         case "denied":
-          return { type: "denied", reason: refusalText(target, outcome.reason) };
+          return {
+            type: "denied",
+            reason: refusalText(target, outcome.decision ? denialReason(outcome.decision) : outcome.reason),
+          };
       }
     } catch (error) {
       // Only a broken resolveTool (or a hostile getter) gets here; it must still be a denial, not a crashed run.

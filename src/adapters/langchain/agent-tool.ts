@@ -3,17 +3,18 @@ import { type DynamicStructuredTool, tool } from "@langchain/core/tools";
 import { toActor } from "../../actor.ts";
 import { runAs } from "../../current-delegation.ts";
 import type { AgentInput, Delegation } from "../../delegation.ts";
-import { HopguardError, InvalidInputError, NoDelegationError } from "../../errors.ts";
+import { HopguardError, InvalidInputError } from "../../errors.ts";
 import { refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
+import { noChainError } from "../../warnings.ts";
 import { rememberAgentTool } from "./agent-identity.ts";
-import { refusalMessage } from "./call-check.ts";
-import { contextDelegation, type HopguardContext } from "./options.ts";
+import { chainPlaces, refusalMessage } from "./call-check.ts";
+import { contextDelegation } from "./options.ts";
 
 /** What {@link agentTool} needs of an agent: a `createAgent` agent has it. */
 export interface InvocableAgent {
   invoke(
     input: { messages: { role: "user"; content: string }[] },
-    config: { context: HopguardContext; signal?: AbortSignal },
+    config: { context: { delegation: Delegation }; signal?: AbortSignal },
   ): Promise<{ messages: BaseMessage[] }>;
 }
 
@@ -93,7 +94,7 @@ export function agentTool(agent: SubAgent, options: AgentToolOptions): DynamicSt
         return config.toolCall?.id === undefined ? refusal : refusalMessage({ name, id: config.toolCall.id }, refusal);
       };
       const parent = resolveDelegation(options.delegation, contextDelegation(config.context));
-      if (parent === undefined) return refuse(new NoDelegationError(`agent tool "${name}"`).message);
+      if (parent === undefined) return refuse(noChainError(`agent tool "${name}"`, chainPlaces).message);
       let child: Delegation;
       try {
         child = await parent.delegate(options.agent, { signal: config.signal });

@@ -1,10 +1,12 @@
 import { ToolMessage } from "@langchain/core/messages";
-import type { ToolTarget, ValidatedToolCall } from "../../cerbos-request.ts";
+import { type ToolTarget, type ValidatedToolCall, validateToolCall } from "../../cerbos-request.ts";
 import type { Delegation } from "../../delegation.ts";
 import { ToolCallDeniedError } from "../../errors.ts";
 import { decideToolCall, refusalText, type ToolCallOutcome } from "../../tool-call-outcome.ts";
+import { denialReason, refuseWithoutChain } from "../../warnings.ts";
 import { approvalAnswer, approvalInterrupt } from "./approval-interrupt.ts";
 import type { ToolGuardOptions } from "./options.ts";
+import type { StepApprovals, StepEntry } from "./step-approvals.ts";
 
 /** A tool call as LangChain makes it, read once, with the server and tool it stands for. */
 export interface CheckedCall {
@@ -24,6 +26,8 @@ export interface CallRuntime {
   /** LangGraph's `interrupt`, present inside a graph node; without it a call needing approval cannot pause. */
   interrupt: ((value: unknown) => unknown) | undefined;
   signal: AbortSignal | undefined;
+  /** What the middleware's `afterModel` step decided for this model step, when it ran. */
+  step?: StepApprovals | undefined;
 }
 
 /** Whether a call may run — and then exactly what — and the text the model reads when it may not. */
@@ -52,25 +56,40 @@ export async function checkCall(
   options: Pick<ToolGuardOptions, "onDenied" | "tracer">,
 ): Promise<CallVerdict> {
   const { delegation } = runtime;
-  const outcome = await decideToolCall(
-    delegation,
-    {
-      server: call.target.server,
-      tool: call.target.tool,
-      arguments: call.args,
-      annotations: call.annotations,
-      // Validated there: a non-string id is refused, with its span.
-      toolCallId: call.id as string | undefined,
-    },
-    { signal: runtime.signal, tracer: options.tracer },
-  );
+  const toolCall = {
+    server: call.target.server,
+    tool: call.target.tool,
+    arguments: call.args,
+    annotations: call.annotations,
+    // Validated there: a non-string id is refused, with its span.
+    toolCallId: call.id as string | undefined,
+  };
+  const snapshot = snapshotOrUndefined(toolCall);
+  // The step's decision stands only for this chain and exactly this snapshot, and only once.
+  const step = runtime.step?.take(call.id, delegation, snapshot);
+  const outcome =
+    delegation === undefined
+      ? await refuseWithoutChain(toolCall, chainPlaces, options.tracer)
+      : (reusable(step, snapshot) ??
+        (await decideToolCall(delegation, snapshot ?? toolCall, { signal: runtime.signal, tracer: options.tracer })));
   if (outcome.type === "allowed") return { allowed: true, call: outcome.call };
   if (outcome.type === "denied") {
     if (options.onDenied === "throw") throw deniedError(outcome);
-    return { allowed: false, refusal: refusalText(call.target, outcome.reason) };
+    const reason = outcome.decision === undefined ? outcome.reason : denialReason(outcome.decision);
+    return { allowed: false, refusal: refusalText(call.target, reason) };
   }
   // A chain decided, so there is one; the check keeps the type system and a refactor honest.
-  if (runtime.interrupt === undefined || delegation === undefined) {
+  if (delegation === undefined) {
+    return { allowed: false, refusal: refusalText(call.target, "it needs a person's approval") };
+  }
+  if (step?.answer !== undefined) {
+    // Answered in the step's one interrupt, about this very call.
+    const standing = delegation.recordApproval(outcome.decision, step.answer);
+    return standing.allowed
+      ? { allowed: true, call: outcome.call }
+      : { allowed: false, refusal: refusalText(call.target, standing.reason) };
+  }
+  if (runtime.interrupt === undefined) {
     return {
       allowed: false,
       refusal: refusalText(call.target, "it needs a person's approval, and this run cannot pause to ask for it"),
@@ -78,18 +97,26 @@ export async function checkCall(
   }
   // Not in a try block: the interrupt throws LangGraph's GraphInterrupt to pause the run.
   const resume = await runtime.interrupt(
-    approvalInterrupt(
-      { name: call.name, args: authorizedArguments(outcome.call) },
-      call.target,
-      outcome.decision,
-      outcome.approval,
-    ),
+    approvalInterrupt([
+      {
+        toolCall: { name: call.name, args: authorizedArguments(outcome.call), id: outcome.call.toolCallId },
+        target: call.target,
+        decision: outcome.decision,
+        approval: outcome.approval,
+      },
+    ]),
   );
   const standing = delegation.recordApproval(outcome.decision, approvalAnswer(resume));
   return standing.allowed
     ? { allowed: true, call: outcome.call }
     : { allowed: false, refusal: refusalText(call.target, standing.reason) };
 }
+
+/** Where the LangChain adapter looks for a chain, for the refusal that finds none. */
+export const chainPlaces: readonly string[] = Object.freeze([
+  "options.delegation",
+  "the runtime context's delegation (agent.invoke(input, { context: { delegation } }))",
+]);
 
 /**
  * What the PDP is asked about for a tool's input: a record as it is; anything else — a string tool's input — as
@@ -128,6 +155,28 @@ export function annotationsOf(tool: unknown): Record<string, unknown> | undefine
 /** A non-array object: what a tool's arguments are. */
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The step's outcome, when it can stand for this call: an allow, a policy's deny (a deny only ever refuses), or a
+ * call waiting for a person that the step's interrupt has an answer for. A failure without a decision is asked again.
+ */
+function reusable(step: StepEntry | undefined, snapshot: ValidatedToolCall | undefined): ToolCallOutcome | undefined {
+  if (step === undefined || snapshot === undefined) return undefined;
+  const { outcome } = step;
+  if (outcome.type === "allowed") return { ...outcome, call: snapshot };
+  if (outcome.type === "approval-required")
+    return step.answer === undefined ? undefined : { ...outcome, call: snapshot };
+  return outcome.decision === undefined ? undefined : outcome;
+}
+
+function snapshotOrUndefined(call: Parameters<typeof validateToolCall>[0]): ValidatedToolCall | undefined {
+  try {
+    return validateToolCall(call);
+  } catch {
+    // Left to decideToolCall, which refuses it with its span.
+    return undefined;
+  }
 }
 
 function deniedError(outcome: Extract<ToolCallOutcome, { type: "denied" }>): Error {

@@ -5,7 +5,8 @@ export {
   type InvocableAgent,
   type SubAgent,
 } from "./agent-tool.ts";
-export type { ApprovalInterrupt } from "./approval-interrupt.ts";
+export type { ApprovalCall, ApprovalInterrupt } from "./approval-interrupt.ts";
+export { type CallableToolsOptions, callableTools } from "./callable-tools.ts";
 export { type GuardToolsOptions, guardTools } from "./guard-tools.ts";
 export { type HopguardMiddlewareOptions, hopguardMiddleware } from "./middleware.ts";
 export type { HopguardContext, ToolGuardOptions } from "./options.ts";

@@ -1,12 +1,26 @@
+import { AIMessage } from "@langchain/core/messages";
 import type { ClientTool, ServerTool } from "@langchain/core/tools";
 import { createMiddleware } from "langchain";
-import type { ToolTarget } from "../../cerbos-request.ts";
+import { z } from "zod";
+import { type ToolTarget, type ValidatedToolCall, validateToolCall } from "../../cerbos-request.ts";
 import type { Delegation } from "../../delegation.ts";
-import { refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
-import type { ToolDescriptor } from "../../tool-listing.ts";
+import { decideToolCall, refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
+import { noChainError } from "../../warnings.ts";
 import { isAgentTool } from "./agent-identity.ts";
-import { annotationsOf, authorizedInput, checkCall, isRecord, refusalMessage, toolArguments } from "./call-check.ts";
+import { approvalAnswers, approvalInterrupt, type PendingApproval } from "./approval-interrupt.ts";
+import {
+  annotationsOf,
+  authorizedArguments,
+  authorizedInput,
+  chainPlaces,
+  checkCall,
+  isRecord,
+  refusalMessage,
+  toolArguments,
+} from "./call-check.ts";
+import { callableFor } from "./callable-tools.ts";
 import { contextDelegation, type ToolGuardOptions } from "./options.ts";
+import { StepApprovals, type StepEntry, snapshotKey } from "./step-approvals.ts";
 import { toolTarget } from "./tool-target.ts";
 
 /** Options for {@link hopguardMiddleware}. */
@@ -29,9 +43,12 @@ export interface HopguardMiddlewareOptions extends ToolGuardOptions {
  * instead, with LangChain's `MiddlewareError` whose `cause` is the {@link ToolCallDeniedError} (LangChain wraps what
  * a middleware throws).
  *
- * When a policy asks for approval, the run pauses with an {@link ApprovalInterrupt} — the shape of
- * `humanInTheLoopMiddleware` — until it is resumed with `approve` or `reject`; this needs a checkpointer. Each call
- * pauses on its own, so two calls needing approval in one step are two interrupts, resumed by interrupt id. Guard a
+ * Each model step is decided once, right after the model answers (`afterModel`): when policies ask a person to
+ * approve some of its calls, the run pauses with ONE {@link ApprovalInterrupt} for all of them — the shape of
+ * `humanInTheLoopMiddleware`, one action request per call — until it is resumed with one decision per call, in order
+ * (`approve` or `reject`); as with HITL, nothing of the step runs before the answer, and a checkpointer is needed.
+ * Each call is still checked when it runs: that decision is reused only for the same chain and exactly the same
+ * snapshot (else asked again), and an answer counts only for the call it was given for. Guard a
  * tool with this or with {@link guardTools}, not both.
  *
  * Put it **last** in `middleware`, innermost: LangChain composes `wrapToolCall` with the first middleware outermost,
@@ -62,22 +79,74 @@ export interface HopguardMiddlewareOptions extends ToolGuardOptions {
  *   checkpointer: new MemorySaver(),
  * });
  * const researcher = await alice.delegate({ id: "researcher", roles: ["agent"] });
+ * // `context` is typed as required (unless the options bind `delegation`): leaving it out does not compile.
  * await agent.invoke(
  *   { messages: [{ role: "user", content: "What is in notes.md?" }] },
  *   { context: { delegation: researcher }, configurable: { thread_id: "1" } },
  * );
  * ```
  */
-export function hopguardMiddleware(options: HopguardMiddlewareOptions = {}) {
+export function hopguardMiddleware(
+  options: HopguardMiddlewareOptions & { delegation: Delegation },
+): ReturnType<typeof buildMiddleware<typeof optionalContext>>;
+export function hopguardMiddleware(
+  options?: HopguardMiddlewareOptions,
+): ReturnType<typeof buildMiddleware<typeof requiredContext>>;
+export function hopguardMiddleware(
+  options: HopguardMiddlewareOptions = {},
+):
+  | ReturnType<typeof buildMiddleware<typeof requiredContext>>
+  | ReturnType<typeof buildMiddleware<typeof optionalContext>> {
+  return options.delegation === undefined
+    ? buildMiddleware(options, requiredContext)
+    : buildMiddleware(options, optionalContext);
+}
+
+// The runtime context hopguard reads. Parsed leniently — a run without a chain gets hopguard's refusal, which says
+// where it looked, not a schema error — but typed as required unless `options.delegation` is given, so that
+// forgetting `{ context: { delegation } }` in `agent.invoke` is a type error.
+const lenientContext = z.object({ delegation: z.custom<Delegation | undefined>().optional() });
+const optionalContext = lenientContext;
+const requiredContext = lenientContext as unknown as z.ZodObject<{
+  delegation: z.ZodCustom<Delegation | undefined, Delegation | undefined>;
+}>;
+
+function buildMiddleware<S extends typeof requiredContext | typeof optionalContext>(
+  options: HopguardMiddlewareOptions,
+  contextSchema: S,
+) {
   const { hideTools = true } = options;
   const chainOf = (context: unknown) => resolveDelegation(options.delegation, contextDelegation(context));
+  const step = new StepApprovals();
+  // Annotations of the tools the model was last offered, by name: the afterModel step has only the calls' names.
+  const offered = new Map<string, { annotations: Record<string, unknown> | undefined; agent: boolean }>();
 
   return createMiddleware({
     name: "hopguard",
+    contextSchema,
     wrapModelCall: async (request, handler) => {
+      for (const tool of request.tools) {
+        const name = (tool as { name?: unknown }).name;
+        if (typeof name === "string") offered.set(name, { annotations: annotationsOf(tool), agent: isAgentTool(tool) });
+      }
       if (!hideTools) return handler(request);
-      const tools = await callableTools(chainOf(request.runtime.context), request.tools, options);
+      const tools = await hiddenExcept(chainOf(request.runtime.context), request.tools, options);
       return handler({ ...request, tools });
+    },
+    afterModel: async (state, runtime) => {
+      // Every call of the model's step is decided here, and those a policy wants a person to approve are asked about
+      // in ONE interrupt, as humanInTheLoopMiddleware does. wrapToolCall still checks each call as it runs.
+      const delegation = chainOf(runtime.context);
+      const interrupt = runtime.interrupt as ((value: unknown) => unknown) | undefined;
+      if (delegation === undefined || interrupt === undefined) return undefined;
+      const pending = await decideStep(lastToolCalls(state), delegation, offered, step, options, runtime.signal);
+      if (pending.length === 0) return undefined;
+      const answers = approvalAnswers(
+        await interrupt(approvalInterrupt(pending.map((entry) => entry.pending))),
+        pending.length,
+      );
+      for (const [index, { id, entry }] of pending.entries()) step.remember(id, { ...entry, answer: answers[index] });
+      return undefined;
     },
     wrapToolCall: async (request, handler) => {
       // Read once: what is authorized below is what runs, whatever the request's getters would say later.
@@ -98,7 +167,7 @@ export function hopguardMiddleware(options: HopguardMiddlewareOptions = {}) {
       const wasRecord = isRecord(args);
       const verdict = await checkCall(
         { name: runs, args: toolArguments(args), id, target, annotations: annotationsOf(tool) },
-        { delegation: chainOf(runtime.context), interrupt: runtime.interrupt, signal: runtime.signal },
+        { delegation: chainOf(runtime.context), interrupt: runtime.interrupt, signal: runtime.signal, step },
         options,
       );
       if (!verdict.allowed) return refusalMessage({ name, id }, verdict.refusal);
@@ -113,36 +182,76 @@ export function hopguardMiddleware(options: HopguardMiddlewareOptions = {}) {
   });
 }
 
+/** The tool calls of the model's last message, each read once; none when the last message is not the model's. */
+function lastToolCalls(state: { messages?: unknown }): { id: string; name: string; args: unknown }[] {
+  const messages = Array.isArray(state.messages) ? state.messages : [];
+  const last = messages.at(-1);
+  if (!AIMessage.isInstance(last)) return [];
+  return (last.tool_calls ?? []).flatMap((call) => {
+    const { id, name, args } = call;
+    return typeof id === "string" && typeof name === "string" ? [{ id, name, args }] : [];
+  });
+}
+
+/**
+ * Decides every call of the step and remembers each outcome for its wrapToolCall; returns the calls that wait for a
+ * person. A call that cannot be decided here (unknown server, bad input, an agent tool) is left to wrapToolCall.
+ */
+async function decideStep(
+  calls: readonly { id: string; name: string; args: unknown }[],
+  delegation: Delegation,
+  offered: ReadonlyMap<string, { annotations: Record<string, unknown> | undefined; agent: boolean }>,
+  step: StepApprovals,
+  options: HopguardMiddlewareOptions,
+  signal: AbortSignal | undefined,
+): Promise<{ id: string; entry: Omit<StepEntry, "expiresAt" | "answer">; pending: PendingApproval }[]> {
+  const decided = await Promise.all(
+    calls.map(async ({ id, name, args }) => {
+      const known = offered.get(name);
+      if (known?.agent === true) return undefined;
+      let snapshot: ValidatedToolCall;
+      let target: ToolTarget;
+      try {
+        target = toolTarget(name, options);
+        snapshot = validateToolCall({
+          ...target,
+          arguments: toolArguments(args),
+          annotations: known?.annotations,
+          toolCallId: id,
+        });
+      } catch {
+        return undefined;
+      }
+      const outcome = await decideToolCall(delegation, snapshot, { signal, tracer: options.tracer });
+      const entry = { delegation, key: snapshotKey(snapshot), outcome };
+      step.remember(id, { ...entry, answer: undefined });
+      if (outcome.type !== "approval-required") return undefined;
+      const pending: PendingApproval = {
+        toolCall: { name, args: authorizedArguments(outcome.call), id },
+        target,
+        decision: outcome.decision,
+        approval: outcome.approval,
+      };
+      return { id, entry, pending };
+    }),
+  );
+  return decided.filter((entry) => entry !== undefined);
+}
+
 /** The client tools `delegation` could call, in order; none without a chain or when the PDP cannot answer. */
-async function callableTools(
+async function hiddenExcept(
   delegation: Delegation | undefined,
   tools: readonly (ClientTool | ServerTool)[],
   options: HopguardMiddlewareOptions,
 ): Promise<ClientTool[]> {
-  if (delegation === undefined) return [];
-  const described: (ToolDescriptor & { client: ClientTool })[] = [];
-  const agents = new Set<ClientTool>();
-  for (const tool of tools) {
-    if (!isClientTool(tool)) continue;
-    if (isAgentTool(tool)) {
-      agents.add(tool);
-      described.push({ server: "agent", tool: tool.name, client: tool });
-      continue;
-    }
-    let target: ToolTarget;
-    try {
-      target = toolTarget(tool.name, options);
-    } catch {
-      continue;
-    }
-    described.push({ ...target, annotations: annotationsOf(tool), client: tool });
+  if (delegation === undefined) {
+    // Refused, and said once: a run that never gets a chain is a setup mistake, not a policy.
+    noChainError("listing the tools for a model call", chainPlaces);
+    return [];
   }
   try {
-    // Agent tools are offered as they are: calling one asks every hop whether it may delegate.
-    const listed = new Set(
-      (await delegation.callableTools(described.filter((tool) => !agents.has(tool.client)))).map((tool) => tool.client),
-    );
-    return described.map((tool) => tool.client).filter((tool) => agents.has(tool) || listed.has(tool));
+    // Provider-side tools run at the provider, where hopguard cannot authorize them: never offered.
+    return await callableFor(delegation, tools.filter(isClientTool), options, undefined);
   } catch {
     // The listing span records why; offering nothing fails closed, and the run goes on without tools.
     return [];

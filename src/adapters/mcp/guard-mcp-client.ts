@@ -76,7 +76,8 @@ const onDeniedChoices: ReadonlySet<unknown> = new Set(["refuse", "throw", undefi
  * ```ts
  * import { Client } from "@modelcontextprotocol/sdk/client/index.js";
  * import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
- * import { createGuard, startLocalPdp } from "hopguard";
+ * import { createGuard } from "hopguard";
+ * import { startLocalPdp } from "hopguard/local-pdp";
  * import { guardMcpClient } from "hopguard/mcp";
  *
  * await using pdp = await startLocalPdp();

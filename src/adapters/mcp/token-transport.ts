@@ -234,7 +234,8 @@ export class DelegationTokenTransport implements Transport {
  * import { Client } from "@modelcontextprotocol/sdk/client/index.js";
  * import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
  * import { generateKeyPair } from "jose";
- * import { createGuard, createTokenSigner, runAs, startLocalPdp } from "hopguard";
+ * import { createGuard, createTokenSigner, runAs } from "hopguard";
+ * import { startLocalPdp } from "hopguard/local-pdp";
  * import { delegationTokenTransport, guardMcpClient } from "hopguard/mcp";
  *
  * await using pdp = await startLocalPdp();

@@ -1,8 +1,9 @@
 import type { CallToolRequest, CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
 import type { Tracer } from "@opentelemetry/api";
 import { type ValidatedToolCall, validateToolCall } from "../../cerbos-request.ts";
-import { HopguardError, NoDelegationError, ToolCallDeniedError } from "../../errors.ts";
+import { HopguardError, ToolCallDeniedError } from "../../errors.ts";
 import { decideToolCall, refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
+import { denialReason, noChainError, refuseWithoutChain } from "../../warnings.ts";
 import { admissionKey } from "./admissions.ts";
 import { askApproval, type McpApprover } from "./ask-approval.ts";
 import type { ClientGate } from "./client-gate.ts";
@@ -96,13 +97,14 @@ export function createToolGate(gate: ClientGate, options: ToolGateOptions): Tool
           return refuse(name, `its annotations could not be read from the server: ${messageOf(error)}`, error);
         }
       }
-      const outcome = await decideToolCall(
-        delegation,
+      const call =
         first === undefined
           ? { server, tool: name as string, arguments: args as Record<string, unknown> }
-          : { server, tool: first.tool, arguments: first.arguments, annotations },
-        { signal, tracer },
-      );
+          : { server, tool: first.tool, arguments: first.arguments, annotations };
+      const outcome =
+        delegation === undefined
+          ? await refuseWithoutChain(call, chainPlaces, tracer)
+          : await decideToolCall(delegation, call, { signal, tracer });
       switch (outcome.type) {
         case "allowed":
           return unguarded(name) ?? admitted(outcome.call, extra);
@@ -121,7 +123,7 @@ export function createToolGate(gate: ClientGate, options: ToolGateOptions): Tool
         case "denied":
           return refuse(
             name,
-            outcome.reason,
+            outcome.decision === undefined ? outcome.reason : denialReason(outcome.decision),
             outcome.decision === undefined ? outcome.error : new ToolCallDeniedError(outcome.decision),
           );
       }
@@ -141,7 +143,9 @@ export function createToolGate(gate: ClientGate, options: ToolGateOptions): Tool
     async filter(listing, signal) {
       try {
         const delegation = resolveDelegation(explicit);
-        if (delegation === undefined) throw new NoDelegationError(`listing the tools of MCP server "${server}"`);
+        if (delegation === undefined) {
+          throw noChainError(`listing the tools of MCP server "${server}"`, chainPlaces);
+        }
         // The caller's listing says which tools to show; the gate's own listing says what they are.
         const annotations = await gate.annotations.current();
         const callable = await delegation.callableTools(
@@ -169,3 +173,6 @@ function isObject(value: unknown): value is object {
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+// Where the MCP client guard looks for a chain, for the refusal that finds none.
+const chainPlaces: readonly string[] = Object.freeze(["options.delegation"]);

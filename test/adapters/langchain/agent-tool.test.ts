@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { ToolMessage } from "@langchain/core/messages";
 import { Command, MemorySaver } from "@langchain/langgraph";
 import { AIMessage, createAgent, fakeModel } from "langchain";
-import { beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
   type ApprovalInterrupt,
   agentTool,
@@ -28,6 +28,7 @@ const guard = createGuard({ client: sharedPdpClient(), tracer: tracing.tracer })
 
 let workspace: Workspace;
 let asPlanner: Delegation;
+afterAll(() => workspace?.close());
 beforeAll(async () => {
   workspace = await startWorkspace("agents");
   asPlanner = await guard.forUser(workspace.user).delegate(planner);

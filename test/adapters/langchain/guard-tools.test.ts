@@ -32,6 +32,7 @@ afterAll(() => recording.close());
 let workspace: Workspace;
 let asResearcher: Delegation;
 let asScribe: Delegation;
+afterAll(() => workspace?.close());
 beforeAll(async () => {
   workspace = await startWorkspace("tools");
   writeFileSync(join(workspace.dir, "notes.md"), "the launch moved to Thursday");

@@ -27,6 +27,7 @@ afterAll(() => recording.close());
 let workspace: Workspace;
 let asResearcher: Delegation;
 let asScribe: Delegation;
+afterAll(() => workspace?.close());
 beforeAll(async () => {
   workspace = await startWorkspace("middleware");
   writeFileSync(join(workspace.dir, "notes.md"), "the launch moved to Thursday");
@@ -121,7 +122,18 @@ describe("hopguardMiddleware", () => {
         { name: "move_file", args: { source, destination }, description: expect.stringContaining("moving files") },
       ]);
       expect(value.reviewConfigs).toEqual([{ actionName: "move_file", allowedDecisions: ["approve", "reject"] }]);
-      expect(value.hopguard).toMatchObject({ server: "filesystem", tool: "move_file", chain: ["alice", "scribe"] });
+      expect(value.hopguard).toEqual({
+        chain: ["alice", "scribe"],
+        calls: [
+          {
+            toolCallId: "approve",
+            server: "filesystem",
+            tool: "move_file",
+            reasons: ["moving files changes what others rely on"],
+            requestedBy: expect.arrayContaining(["scribe"]),
+          },
+        ],
+      });
       expect(existsSync(source)).toBe(true);
 
       const resumed = await agent.invoke(new Command({ resume: { decisions: [{ type: "approve" }] } }), config);
@@ -222,7 +234,7 @@ describe("hopguardMiddleware", () => {
       expect(recording.executed).toEqual([]);
     });
 
-    test("two calls needing approval in one step are two interrupts, each resumed by its id", async () => {
+    test("two calls needing approval in one step are ONE HITL interrupt; each decision answers its own call", async () => {
       const args = { source: join(workspace.dir, "a.md"), destination: join(workspace.dir, "b.md") };
       const { model, tools } = await recordingAgent([
         { name: "move_file", args, id: "first" },
@@ -237,17 +249,86 @@ describe("hopguardMiddleware", () => {
       const config = { context: { delegation: asScribe }, configurable: { thread_id: "two-approvals" } };
 
       const paused = await agent.invoke(ask, config);
-      const [first, second] = paused.__interrupt__ ?? [];
+      expect(paused.__interrupt__).toHaveLength(1);
+      const value = paused.__interrupt__?.[0]?.value as ApprovalInterrupt;
+      expect(value.actionRequests.map((request) => request.name)).toEqual(["move_file", "move_file"]);
+      expect(value.reviewConfigs).toHaveLength(2);
+      expect(value.hopguard.calls.map((call) => call.toolCallId)).toEqual(["first", "second"]);
       expect(recording.executed).toEqual([]);
       const resume = {
-        [String(first?.id)]: { decisions: [{ type: "approve" }] },
-        [String(second?.id)]: { decisions: [{ type: "reject" }] },
+        decisions: [
+          { type: "approve", approver: "carol" },
+          { type: "reject", message: "not twice" },
+        ],
       };
+      tracing.reset();
       const resumed = await agent.invoke(new Command({ resume }), config);
 
       expect(recording.executed).toEqual(["move_file"]);
-      const statuses = [...toolMessages(resumed.messages).values()].map((message) => message.status ?? "success");
-      expect(statuses.sort()).toEqual(["error", "success"]);
+      const messages = toolMessages(resumed.messages);
+      expect(messages.get("first")?.status).not.toBe("error");
+      expect(messages.get("second")?.text).toContain("a person did not approve it: not twice");
+      const answers = tracing.spans().filter((span) => span.name === SpanNames.approval);
+      const answered = answers.map((span) => [
+        span.attributes[SpanAttributes.toolCallId],
+        span.attributes[SpanAttributes.approval],
+        span.attributes[SpanAttributes.approver],
+      ]);
+      expect(new Map(answered.map(([id, ...rest]) => [id, rest]))).toEqual(
+        new Map([
+          ["first", ["approved", "carol"]],
+          ["second", ["declined", undefined]],
+        ]),
+      );
+      // One decision per call after the resume: the step's, reused at each tool call.
+      const decided = tracing.spans().filter((span) => span.name === SpanNames.authorize);
+      expect(decided.map((span) => span.attributes[SpanAttributes.toolCallId]).sort()).toEqual(["first", "second"]);
+    });
+
+    test("a step with an allowed call and one needing approval: the interrupt lists only the latter, both run after", async () => {
+      const move = { source: join(workspace.dir, "e.md"), destination: join(workspace.dir, "f.md") };
+      const { model, tools } = await recordingAgent([
+        { name: "write_file", args: { path: join(workspace.dir, "e.md"), content: "x" }, id: "allowed-write" },
+        { name: "move_file", args: move, id: "asked-move" },
+      ]);
+      const agent = createAgent({
+        model,
+        tools,
+        middleware: [hopguardMiddleware({ server: "filesystem" })],
+        checkpointer: new MemorySaver(),
+      });
+      const config = { context: { delegation: asScribe }, configurable: { thread_id: "mixed-step" } };
+
+      const paused = await agent.invoke(ask, config);
+      const value = paused.__interrupt__?.[0]?.value as ApprovalInterrupt;
+      expect(value.hopguard.calls.map((call) => call.toolCallId)).toEqual(["asked-move"]);
+      // As with humanInTheLoopMiddleware, the step waits for the person: nothing of it ran yet.
+      expect(recording.executed).toEqual([]);
+
+      await agent.invoke(new Command({ resume: { decisions: [{ type: "approve" }] } }), config);
+      expect([...recording.executed].sort()).toEqual(["move_file", "write_file"]);
+    });
+
+    test("a resume whose decisions do not match the calls one to one rejects every call", async () => {
+      const args = { source: join(workspace.dir, "c.md"), destination: join(workspace.dir, "d.md") };
+      const { model, tools } = await recordingAgent([
+        { name: "move_file", args, id: "one" },
+        { name: "move_file", args, id: "two" },
+      ]);
+      const agent = createAgent({
+        model,
+        tools,
+        middleware: [hopguardMiddleware({ server: "filesystem" })],
+        checkpointer: new MemorySaver(),
+      });
+      const config = { context: { delegation: asScribe }, configurable: { thread_id: "mismatched" } };
+
+      await agent.invoke(ask, config);
+      const resumed = await agent.invoke(new Command({ resume: { decisions: [{ type: "approve" }] } }), config);
+
+      expect(recording.executed).toEqual([]);
+      const statuses = [...toolMessages(resumed.messages).values()].map((message) => message.status);
+      expect(statuses).toEqual(["error", "error"]);
     });
 
     test("a tool whose server cannot be told is hidden and refused", async () => {

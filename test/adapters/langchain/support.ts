@@ -6,7 +6,6 @@ import type { BaseMessage, ToolMessage } from "@langchain/core/messages";
 import type { StructuredToolInterface } from "@langchain/core/tools";
 import { MultiServerMCPClient } from "@langchain/mcp-adapters";
 import { createMiddleware } from "langchain";
-import { afterAll } from "vitest";
 import type { ActorInput } from "../../../src/index.ts";
 import { alice } from "../../support/users.ts";
 
@@ -22,9 +21,11 @@ export interface Workspace {
   tools: StructuredToolInterface[];
   /** alice, an engineer whose workspace is `dir`. */
   user: ActorInput;
+  /** Stops the server and deletes `dir`: call it from the test file's `afterAll`. */
+  close(): Promise<void>;
 }
 
-/** Starts a workspace for the calling test file, stopped and deleted after its tests. */
+/** Starts a workspace for the calling test file; `close()` it after its tests. */
 export async function startWorkspace(name: string): Promise<Workspace> {
   const dir = realpathSync(mkdtempSync(join(tmpdir(), `hopguard-langchain-${name}-`)));
   const mcp = new MultiServerMCPClient({
@@ -32,12 +33,12 @@ export async function startWorkspace(name: string): Promise<Workspace> {
       filesystem: { transport: "stdio", command: process.execPath, args: [filesystemServer, dir], stderr: "ignore" },
     },
   });
-  afterAll(async () => {
+  const close = async (): Promise<void> => {
     await mcp.close();
     rmSync(dir, { recursive: true, force: true });
-  });
+  };
   const tools = await mcp.getTools();
-  return { dir, mcp, tools, user: { ...alice, attr: { ...alice.attr, workspace: dir } } };
+  return { dir, mcp, tools, user: { ...alice, attr: { ...alice.attr, workspace: dir } }, close };
 }
 
 /** A middleware that records the tool names each model call is offered; put it after the one under test. */

@@ -100,7 +100,8 @@ const onDeniedChoices: ReadonlySet<unknown> = new Set(["result", "error", undefi
  * import { createServer } from "node:http";
  * import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
  * import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
- * import { createTokenVerifier, startLocalPdp } from "hopguard";
+ * import { createTokenVerifier } from "hopguard";
+ * import { startLocalPdp } from "hopguard/local-pdp";
  * import { guardMcpServer } from "hopguard/mcp";
  * import { z } from "zod";
  *

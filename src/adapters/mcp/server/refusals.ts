@@ -68,7 +68,7 @@ export function refusalError(code: number, method: string, target: RefusalTarget
 
 /**
  * Records a request refused before any decision (no chain, a bad token, a failing user mapping) as a span of its
- * own, so the trace says why nothing ran: ERROR, with the error and its `hopguard.error.code`.
+ * own, so the trace says why nothing ran: ERROR, with the error and its `error.type`.
  */
 export async function recordRefusal(
   tracer: Tracer,

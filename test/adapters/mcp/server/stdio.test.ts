@@ -1,5 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -11,6 +10,7 @@ import { delegationTokenTransport, type McpRefusal } from "../../../../src/adapt
 import { createGuard, type Delegation } from "../../../../src/index.ts";
 import type { Execution } from "../../../support/guarded-server.ts";
 import { sharedPdpClient } from "../../../support/pdp.ts";
+import { tempDir } from "../../../support/temp-dir.ts";
 import { type TokenKeys, tokenKeys } from "../../../support/token-keys.ts";
 import { alice, bob, planner } from "../../../support/users.ts";
 
@@ -27,7 +27,7 @@ beforeAll(async () => {
 
 /** Spawns the guarded server as its own process (`node guarded-stdio-server.ts`) and connects an SDK client. */
 async function spawnGuarded(wrap: (transport: Transport) => Transport = (transport) => transport) {
-  const log = join(mkdtempSync(join(tmpdir(), "hopguard-stdio-")), "executions.jsonl");
+  const log = join(tempDir("hopguard-stdio-"), "executions.jsonl");
   const client = new Client({ name: "hopguard-test", version: "0.0.0" });
   await client.connect(
     wrap(

@@ -310,7 +310,7 @@ describe("guardMcpServer: token attacks at the server", () => {
           code: SpanStatusCode.ERROR,
           message: expect.stringMatching(attack.reason),
         });
-        expect(span.attributes[SpanAttributes.errorCode]).toBe(attack.code);
+        expect(span.attributes[SpanAttributes.errorType]).toBe(attack.code);
       }
     }
     // What a resolver threw may name internal hosts: it never reaches the caller.

@@ -1,0 +1,1 @@
+export { type FastMCPUserResolver, type GuardFastMCPOptions, guardFastMCP } from "./guard-fastmcp.ts";
