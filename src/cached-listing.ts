@@ -23,13 +23,14 @@ export async function listCallableToolsCached(
   const callable = new Set<number>();
   const unknown: number[] = [];
   const checks: ToolCallCheck[] = [];
+  const principals = hops.map((hop) => hop.principal);
   for (const [index, tool] of tools.entries()) {
     if (!scopeAdmitsTool(scope, tool.server, tool.tool)) continue;
     const check = options.mapToolCall(
       validateToolCall({ server: tool.server, tool: tool.tool, annotations: tool.annotations }),
     );
     checks[index] = check;
-    const plans = hops.map((hop) => planCache.peek(hop.principal, check, request));
+    const plans = planCache.peekAll(principals, check, request);
     if (plans.includes("always-denied")) continue;
     if (plans.includes(undefined)) unknown.push(index);
     else callable.add(index);

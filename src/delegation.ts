@@ -316,8 +316,8 @@ export class Delegation {
       fn: async (span) => {
         const requestId = activeTraceId() ?? randomUUID();
         const scope = this.#isExpired() ? expired : this.scope;
-        const { client, mapToolCall, timeoutMs, maxResourcesPerRequest, planCache } = this.#runtime;
-        const listing = { client, mapToolCall, timeoutMs, batchSize: maxResourcesPerRequest, requestId };
+        const { client, mapToolCall, timeoutMs, maxResourcesPerRequest, planCache, batch } = this.#runtime;
+        const listing = { client, mapToolCall, timeoutMs, batchSize: maxResourcesPerRequest, requestId, batch };
         const withSignal = { ...listing, signal: options.signal };
         const indexes =
           planCache?.active === true

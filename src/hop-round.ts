@@ -3,6 +3,8 @@ import type { HopDecision } from "./decision.ts";
 import { checkHops, type HopCheckOptions } from "./hop-check.ts";
 import type { PlanCache } from "./plan-cache/plan-cache.ts";
 
+const noOutputs: readonly never[] = Object.freeze([]);
+
 /** {@link HopCheckOptions} plus the guard's plan cache, if it has one. */
 export interface HopRoundOptions extends HopCheckOptions {
   planCache?: PlanCache | undefined;
@@ -26,19 +28,25 @@ export async function answerHops(
   const { planCache } = options;
   if (planCache === undefined || !planCache.active) return checkHops(hops, check, options);
   const request = { requestId: options.requestId };
-  const answers: (HopDecision | undefined)[] = hops.map((hop) => {
-    const answer = planCache.answer(hop.principal, check, request);
+  const cached = planCache.answerAll(
+    hops.map((hop) => hop.principal),
+    check,
+    request,
+  );
+  const answers: (HopDecision | undefined)[] = hops.map((hop, index) => {
+    const answer = cached[index];
     if (answer === undefined) return undefined;
-    return {
+    // Frozen here, with a shared empty list, so that freezing the decision has nothing left to walk.
+    return Object.freeze({
       principalId: hop.actor.id,
       kind: hop.kind,
       depth: hop.depth,
       effect: answer.effect,
       policy: "",
       cerbosCallId: "",
-      outputs: [],
+      outputs: noOutputs,
       source: answer.source,
-    };
+    });
   });
   const live = hops.filter((_hop, index) => answers[index] === undefined);
   if (live.length === 0) return answers as HopDecision[];

@@ -2,6 +2,9 @@ import { Effect, PlanKind, type Principal } from "@cerbos/core";
 import { trace } from "@opentelemetry/api";
 import type { Hop, ToolCallCheck, ToolCallMapper } from "./cerbos-request.ts";
 import { validateToolCall } from "./cerbos-request.ts";
+import { authZenBatchOf, forgetAuthZen } from "./hop-answers/batch-support.ts";
+import { AuthZenUnimplemented, canBatch } from "./hop-answers/batched-round.ts";
+import { askListingBatch } from "./hop-answers/listing-batch.ts";
 import { roundWithDeadline } from "./hop-check.ts";
 import type { PdpClient } from "./pdp-client.ts";
 import { type EffectiveScope, scopeAdmitsTool } from "./scope.ts";
@@ -23,6 +26,8 @@ export interface ToolListingOptions {
   requestId: string;
   /** Cerbos's `server.requestLimits.maxResourcesPerRequest`. */
   batchSize: number;
+  /** `false`: never an AuthZEN batch (see `createGuard({ batch })`). */
+  batch?: boolean | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -52,7 +57,7 @@ export async function listCallableTools(
     options.mapToolCall(validateToolCall({ server: tool.server, tool: tool.tool, annotations: tool.annotations })),
   );
   const inScope = tools.flatMap((tool, index) => (scopeAdmitsTool(scope, tool.server, tool.tool) ? [index] : []));
-  const perHop = await Promise.all(hops.map((hop) => callableForHop(hop.principal, checks, inScope, options)));
+  const perHop = await Promise.all(hops.map((hop) => callableForHop(hop, checks, inScope, options)));
   reportMissingPolicies(checks, inScope, perHop);
   return inScope.filter((index) => perHop.every(({ callable }) => callable.has(index)));
 }
@@ -81,11 +86,12 @@ function reportMissingPolicies(
 }
 
 async function callableForHop(
-  principal: Principal,
+  hop: Hop,
   checks: readonly ToolCallCheck[],
   candidates: readonly number[],
   options: ToolListingOptions,
 ): Promise<{ callable: Set<number>; unmatched: Set<number> }> {
+  const { principal } = hop;
   const callable = new Set<number>();
   const unmatched = new Set<number>();
   const deniedWithoutArguments: number[] = [];
@@ -93,16 +99,36 @@ async function callableForHop(
   for (let start = 0; start < candidates.length; start += options.batchSize) {
     batches.push(candidates.slice(start, start + options.batchSize));
   }
+  // Two tools may share a resource id across servers; the index keeps results apart (and, in an AuthZEN batch, keeps
+  // every evaluation its own group: see askListingBatch).
+  const asked = (index: number): ToolCallCheck => {
+    const check = checks[index] as ToolCallCheck;
+    return { resource: { ...check.resource, id: `${index}` }, action: check.action };
+  };
   await Promise.all(
     batches.map(async (batch) => {
+      const inOneBatch = await askInAuthZenBatch(hop, batch.map(asked), options);
+      let rest = batch;
+      if (inOneBatch !== undefined) {
+        // Tools of a kind this batch allowed none of are asked again with metadata, which says whether any policy
+        // matched at all (an AuthZEN answer says so only with meta, at ten times the cost): a misspelt server.
+        const kindOf = (index: number) => (checks[index] as ToolCallCheck).resource.kind;
+        const allowedKinds = new Set(batch.filter((_index, position) => inOneBatch[position]).map(kindOf));
+        rest = [];
+        for (const [position, index] of batch.entries()) {
+          if (inOneBatch[position] === true) callable.add(index);
+          else if (allowedKinds.has(kindOf(index))) deniedWithoutArguments.push(index);
+          else rest.push(index);
+        }
+        if (rest.length === 0) return;
+      }
       const response = await guarded(principal, options, (signal) =>
         options.client.checkResources(
           {
             principal,
-            resources: batch.map((index) => {
-              const check = checks[index] as ToolCallCheck;
-              // Two tools may share a resource id across servers; the index keeps results apart.
-              return { resource: { ...check.resource, id: `${index}` }, actions: [check.action] };
+            resources: rest.map((index) => {
+              const { resource, action } = asked(index);
+              return { resource, actions: [action] };
             }),
             requestId: options.requestId,
             includeMetadata: true,
@@ -110,7 +136,7 @@ async function callableForHop(
           { signal },
         ),
       );
-      for (const index of batch) {
+      for (const index of rest) {
         const check = checks[index] as ToolCallCheck;
         const result = response.findResult({ kind: check.resource.kind, id: `${index}` });
         if (result?.actions[check.action] === Effect.ALLOW) callable.add(index);
@@ -143,6 +169,31 @@ async function callableForHop(
     );
   }
   return { callable, unmatched };
+}
+
+/**
+ * The batch's answers from one AuthZEN request, when the client and PDP offer one and it would mean what
+ * `checkResources` means (see `canBatch`); `undefined` to ask with `checkResources` instead.
+ */
+async function askInAuthZenBatch(
+  hop: Hop,
+  asked: readonly ToolCallCheck[],
+  options: ToolListingOptions,
+): Promise<boolean[] | undefined> {
+  const batch = options.batch === false ? undefined : authZenBatchOf(options.client);
+  if (batch === undefined || !asked.every((check) => canBatch([hop], check))) return undefined;
+  const { principal } = hop;
+  const { requestId, timeoutMs } = options;
+  return guarded(principal, options, async (signal) => {
+    try {
+      return await askListingBatch(principal, hop.kind, asked, { batch, requestId, timeoutMs }, signal);
+    } catch (error) {
+      if (!(error instanceof AuthZenUnimplemented)) throw error;
+      // A PDP without AuthZEN: this client asks it the checkResources way from now on.
+      forgetAuthZen(options.client);
+      return undefined;
+    }
+  });
 }
 
 function guarded<T>(

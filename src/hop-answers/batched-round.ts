@@ -116,14 +116,19 @@ function lanesOf(hops: readonly Hop[]): number[][] {
 }
 
 function subjectOf(hop: Hop): AuthZenSubject {
-  const { principal } = hop;
+  return subjectFor(hop.principal, hop.kind);
+}
+
+/** A Cerbos principal as an AuthZEN subject: roles, policy version and scope as Cerbos reads them from properties. */
+export function subjectFor(principal: Principal, type: string): AuthZenSubject {
   const properties: Record<string, Value> = { ...principal.attr, "cerbos.roles": [...principal.roles] };
   if (principal.policyVersion) properties["cerbos.policyVersion"] = principal.policyVersion;
   if (principal.scope) properties["cerbos.scope"] = principal.scope;
-  return { type: hop.kind, id: principal.id, properties };
+  return { type, id: principal.id, properties };
 }
 
-function resourceProperties(resource: Resource): Record<string, Value> {
+/** A Cerbos resource's attributes as AuthZEN properties, its policy version and scope among them. */
+export function resourceProperties(resource: Resource): Record<string, Value> {
   if (!resource.policyVersion && !resource.scope) return resource.attr ?? {};
   const properties: Record<string, Value> = { ...resource.attr };
   if (resource.policyVersion) properties["cerbos.policyVersion"] = resource.policyVersion;

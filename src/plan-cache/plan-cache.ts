@@ -1,7 +1,7 @@
 import { type AuxData, PlanKind, type Principal, type Resource, type Value } from "@cerbos/core";
 import { withDeadline } from "../deadline.ts";
 import type { PdpClient } from "../pdp-client.ts";
-import { planKey, plannedResource } from "./plan-key.ts";
+import { canonicalJson, checkKey, plannedResource } from "./plan-key.ts";
 import type { PairProfile, PolicyProfile } from "./policy-profile.ts";
 import { type CompiledResidual, compileResidual } from "./residual-condition.ts";
 
@@ -131,6 +131,15 @@ export interface PlanCache {
    */
   answer(principal: Principal, check: PlanCacheCheck, request?: PlanCacheRequest): CachedAnswer | undefined;
   /**
+   * {@link PlanCache.answer} for several hops of one check (a decision's chain): the check's part of the key is
+   * worked out once.
+   */
+  answerAll(
+    principals: readonly Principal[],
+    check: PlanCacheCheck,
+    request?: PlanCacheRequest,
+  ): (CachedAnswer | undefined)[];
+  /**
    * {@link PlanCache.answer}, fetching the hop's plan first when it is missing and could help (concurrent misses for
    * one key share one request). `undefined`: ask the PDP live. Never rejects: a failed plan request is not cached
    * and the hop goes live.
@@ -146,6 +155,12 @@ export interface PlanCache {
    * cache may not answer (see {@link PlanCacheOptions.policies}). Never sends a request.
    */
   peek(principal: Principal, check: PlanCacheCheck, request?: PlanCacheRequest): PlanSummary | undefined;
+  /** {@link PlanCache.peek} for several hops of one check. */
+  peekAll(
+    principals: readonly Principal[],
+    check: PlanCacheCheck,
+    request?: PlanCacheRequest,
+  ): (PlanSummary | undefined)[];
   /**
    * Starts fetching the hop's plan in the background when it is missing and could answer this call (the pair is
    * cacheable, the call has what its `has()` tests need); does nothing otherwise. For a round that sends the hops
@@ -181,6 +196,20 @@ interface Entry {
   touchedAt: number;
 }
 
+/**
+ * Where an entry is kept: its principal's canonical JSON (one string per frozen principal, so a map hashes it once)
+ * and the check's ({@link checkKey}: computed once for every hop of a decision).
+ */
+interface Key {
+  readonly principal: string;
+  readonly check: string;
+}
+
+interface Stored {
+  readonly key: Key;
+  readonly entry: Entry;
+}
+
 /** How often a hit may move its entry to the back of the eviction order: recency to the second is recent enough. */
 const touchIntervalMs = 1000;
 
@@ -213,8 +242,38 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
   let policies = options.policies;
   let generation = 0;
   let pausedUntil = Number.NEGATIVE_INFINITY;
-  const entries = new Map<string, Entry>();
+  // Two levels, so that a lookup hashes the short part of its key only: principal → check → entry. `order` holds every
+  // entry, least recently used first.
+  const index = new Map<string, Map<string, Stored>>();
+  const order = new Set<Stored>();
   const pending = new Map<string, Promise<Entry | undefined>>();
+  const remove = (stored: Stored): void => {
+    order.delete(stored);
+    const byCheck = index.get(stored.key.principal);
+    if (byCheck?.get(stored.key.check) === stored) {
+      byCheck.delete(stored.key.check);
+      if (byCheck.size === 0) index.delete(stored.key.principal);
+    }
+  };
+  const store = (key: Key, entry: Entry): void => {
+    const existing = index.get(key.principal)?.get(key.check);
+    if (existing !== undefined) remove(existing);
+    const stored: Stored = { key, entry };
+    let byCheck = index.get(key.principal);
+    if (byCheck === undefined) {
+      byCheck = new Map();
+      index.set(key.principal, byCheck);
+    }
+    byCheck.set(key.check, stored);
+    order.add(stored);
+    while (order.size > maxEntries) remove(order.values().next().value as Stored);
+  };
+  const keyOf = (principal: Principal, check: string | undefined): Key | undefined => {
+    const principalText = canonicalJson(principal);
+    return principalText === undefined || check === undefined ? undefined : { principal: principalText, check };
+  };
+  const checkKeyOf = (check: PlanCacheCheck, request: PlanCacheRequest | undefined): string | undefined =>
+    checkKey(check.resource, check.action, request?.auxData);
   const counters = { planAnswers: 0, residualAnswers: 0, live: 0, planRequests: 0, planErrors: 0 };
   let queued = 0;
 
@@ -226,22 +285,22 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
     return profile.requiredPaths.every((path) => present(attributes, path)) ? profile : undefined;
   };
 
-  const fresh = (key: string): Entry | undefined => {
-    const entry = entries.get(key);
-    if (entry === undefined) return undefined;
+  const fresh = (key: Key): Entry | undefined => {
+    const stored = index.get(key.principal)?.get(key.check);
+    if (stored === undefined) return undefined;
     const now = clock();
-    if (entry.expiresAt <= now) {
-      entries.delete(key);
+    if (stored.entry.expiresAt <= now) {
+      remove(stored);
       return undefined;
     }
-    // Least recently used goes first: a hit moves to the back, at most once a second (moving costs two more hashes
-    // of a long key, on the hottest path there is).
-    if (now - entry.touchedAt >= touchIntervalMs) {
-      entry.touchedAt = now;
-      entries.delete(key);
-      entries.set(key, entry);
+    // Least recently used goes first: a hit moves to the back, at most once a second (recency to the second is
+    // enough, and this is the hottest path there is).
+    if (now - stored.entry.touchedAt >= touchIntervalMs) {
+      stored.entry.touchedAt = now;
+      order.delete(stored);
+      order.add(stored);
     }
-    return entry;
+    return stored.entry;
   };
 
   const decide = (
@@ -285,12 +344,13 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
   };
 
   const fetchPlan = (
-    key: string,
+    key: Key,
     principal: Principal,
     check: PlanCacheCheck,
     request: PlanCacheRequest | undefined,
   ): Promise<Entry | undefined> => {
-    const inFlight = pending.get(key);
+    const pendingKey = `${key.principal}\n${key.check}`;
+    const inFlight = pending.get(pendingKey);
     if (inFlight !== undefined) return inFlight;
     const startedIn = generation;
     // The plan is trusted for ttlMs from when it was asked for: a policy change while it was on its way counts.
@@ -311,11 +371,7 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
       .then((response): Entry | undefined => {
         const entry = toEntry(response, expiresAt);
         // A plan asked for before a clear may come from the policies the clear was for: it is not kept.
-        if (entry !== undefined && generation === startedIn) {
-          entries.delete(key);
-          entries.set(key, entry);
-          while (entries.size > maxEntries) entries.delete(entries.keys().next().value as string);
-        }
+        if (entry !== undefined && generation === startedIn) store(key, entry);
         if (entry === undefined) counters.planErrors++;
         return entry;
       })
@@ -324,9 +380,9 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
         return undefined;
       })
       .finally(() => {
-        if (pending.get(key) === fetching) pending.delete(key);
+        if (pending.get(pendingKey) === fetching) pending.delete(pendingKey);
       });
-    pending.set(key, fetching);
+    pending.set(pendingKey, fetching);
     return fetching;
   };
 
@@ -334,12 +390,9 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
     principal: Principal,
     check: PlanCacheCheck,
     request: PlanCacheRequest | undefined,
+    checkText: string | undefined,
   ): CachedAnswer | undefined => {
-    if (usable(check) === undefined) {
-      counters.live++;
-      return undefined;
-    }
-    const key = planKey(principal, check.resource, check.action, request?.auxData);
+    const key = keyOf(principal, checkText);
     const entry = key === undefined ? undefined : fresh(key);
     if (entry === undefined) {
       counters.live++;
@@ -348,19 +401,43 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
     return decide(entry, principal, check, request);
   };
 
+  const peekNow = (principal: Principal, checkText: string | undefined): PlanSummary | undefined => {
+    const key = keyOf(principal, checkText);
+    const entry = key === undefined ? undefined : fresh(key);
+    return entry === undefined || entry.live ? undefined : entry.kind;
+  };
+
+  const peekable = (check: PlanCacheCheck): boolean =>
+    enabled &&
+    policies !== undefined &&
+    clock() >= pausedUntil &&
+    policies.pair(check.resource.kind, check.action).cacheable;
+
   const cache: PlanCache = {
     get active() {
       return enabled && policies !== undefined;
     },
     answer(principal, check, request) {
-      return answerNow(principal, check, request);
+      if (usable(check) === undefined) {
+        counters.live++;
+        return undefined;
+      }
+      return answerNow(principal, check, request, checkKeyOf(check, request));
+    },
+    answerAll(principals, check, request) {
+      if (usable(check) === undefined) {
+        counters.live += principals.length;
+        return principals.map(() => undefined);
+      }
+      const checkText = checkKeyOf(check, request);
+      return principals.map((principal) => answerNow(principal, check, request, checkText));
     },
     async lookup(principal, check, request) {
       if (usable(check) === undefined) {
         counters.live++;
         return undefined;
       }
-      const key = planKey(principal, check.resource, check.action, request?.auxData);
+      const key = keyOf(principal, checkKeyOf(check, request));
       if (key === undefined) {
         counters.live++;
         return undefined;
@@ -370,21 +447,22 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
       }
       // Everything is read again, in one go: a caller's object that changed while the plan was fetched is judged as
       // it is now, under the key it has now.
-      return answerNow(principal, check, request);
+      return cache.answer(principal, check, request);
     },
     peek(principal, check, request) {
-      if (!enabled || policies === undefined || clock() < pausedUntil) return undefined;
-      if (!policies.pair(check.resource.kind, check.action).cacheable) return undefined;
-      const key = planKey(principal, check.resource, check.action, request?.auxData);
-      const entry = key === undefined ? undefined : fresh(key);
-      return entry === undefined || entry.live ? undefined : entry.kind;
+      return peekable(check) ? peekNow(principal, checkKeyOf(check, request)) : undefined;
+    },
+    peekAll(principals, check, request) {
+      if (!peekable(check)) return principals.map(() => undefined);
+      const checkText = checkKeyOf(check, request);
+      return principals.map((principal) => peekNow(principal, checkText));
     },
     prefetch(principal, check, request) {
       if (usable(check) === undefined) return;
-      const key = planKey(principal, check.resource, check.action, request?.auxData);
+      const key = keyOf(principal, checkKeyOf(check, request));
       if (key === undefined) return;
-      const entry = entries.get(key);
-      if (entry === undefined || entry.expiresAt <= clock()) void fetchPlan(key, principal, check, request);
+      const stored = index.get(key.principal)?.get(key.check);
+      if (stored === undefined || stored.entry.expiresAt <= clock()) void fetchPlan(key, principal, check, request);
     },
     prefetchAll(hops, request, concurrency = 8) {
       let next = 0;
@@ -403,21 +481,22 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
     },
     async plan(principal, check, request) {
       if (!enabled || clock() < pausedUntil) return undefined;
-      const key = planKey(principal, check.resource, check.action, request?.auxData);
+      const key = keyOf(principal, checkKeyOf(check, request));
       if (key === undefined) return undefined;
       const entry = fresh(key) ?? (await untilAborted(fetchPlan(key, principal, check, request), request?.signal));
       return entry?.kind;
     },
     clear(clearOptions = {}) {
       generation++;
-      entries.clear();
+      index.clear();
+      order.clear();
       pending.clear();
       if (clearOptions.policies !== undefined) policies = clearOptions.policies;
       pausedUntil = clock() + (clearOptions.pauseMs ?? 0);
       for (const name of Object.keys(counters) as (keyof typeof counters)[]) counters[name] = 0;
     },
     stats() {
-      return { entries: entries.size, ...counters, inFlight: pending.size + queued };
+      return { entries: order.size, ...counters, inFlight: pending.size + queued };
     },
   };
   return Object.freeze(cache);

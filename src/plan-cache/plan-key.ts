@@ -32,8 +32,9 @@ function write(value: unknown, depth: number): string {
       const text = Array.isArray(value)
         ? `[${value.map((item) => (item === undefined ? "null" : write(item, depth + 1))).join(",")}]`
         : writeObject(value as Record<string, unknown>, depth);
-      // A frozen value cannot change: its text is worth keeping (hop principals are frozen once, then reused).
-      if (isDeeplyFrozen(value, 0)) frozenTexts.set(value, text);
+      // A frozen value cannot change: its text is worth keeping (hop principals are frozen once, then reused). Only
+      // the outermost value is kept: checking every nested one for frozenness would walk each subtree again.
+      if (depth === 0 && isDeeplyFrozen(value, 0)) frozenTexts.set(value, text);
       return text;
     }
     default:
@@ -45,12 +46,12 @@ function writeObject(value: Record<string, unknown>, depth: number): string {
   if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) {
     throw new Uncacheable("not a plain object");
   }
-  const parts: string[] = [];
+  let text = "";
   for (const key of Object.keys(value).sort()) {
     const item = value[key];
-    if (item !== undefined) parts.push(`${JSON.stringify(key)}:${write(item, depth + 1)}`);
+    if (item !== undefined) text += `${text === "" ? "" : ","}${JSON.stringify(key)}:${write(item, depth + 1)}`;
   }
-  return `{${parts.join(",")}}`;
+  return `{${text}}`;
 }
 
 const frozenTexts = new WeakMap<object, string>();
@@ -85,8 +86,18 @@ export function planKey(
   auxData: unknown,
 ): string | undefined {
   const principalText = canonicalJson(principal);
+  const checkText = checkKey(resource, action, auxData);
+  if (principalText === undefined || checkText === undefined) return undefined;
+  return `${principalText}\n${checkText}`;
+}
+
+/**
+ * The part of {@link planKey} that is the same for every hop of one check: the planned resource, the action and any
+ * auxData. `undefined` when some part cannot be written as JSON.
+ */
+export function checkKey(resource: Resource, action: string, auxData: unknown): string | undefined {
   const resourceText = canonicalJson(plannedResource(resource));
   const auxText = auxData === undefined ? "" : canonicalJson(auxData);
-  if (principalText === undefined || resourceText === undefined || auxText === undefined) return undefined;
-  return `${principalText}\n${resourceText}\n${JSON.stringify(action)}\n${auxText}`;
+  if (resourceText === undefined || auxText === undefined) return undefined;
+  return `${resourceText}\n${JSON.stringify(action)}\n${auxText}`;
 }
