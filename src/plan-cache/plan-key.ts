@@ -96,6 +96,19 @@ export function planKey(
  * auxData. `undefined` when some part cannot be written as JSON.
  */
 export function checkKey(resource: Resource, action: string, auxData: unknown): string | undefined {
+  // A deeply frozen resource cannot change: its key is kept with it (a listing hands over the same checks each time).
+  const kept = auxData === undefined ? frozenChecks.get(resource) : undefined;
+  if (kept?.action === action) return kept.text;
+  const text = writeCheckKey(resource, action, auxData);
+  if (text !== undefined && auxData === undefined && isDeeplyFrozen(resource, 0)) {
+    frozenChecks.set(resource, { action, text });
+  }
+  return text;
+}
+
+const frozenChecks = new WeakMap<object, { readonly action: string; readonly text: string }>();
+
+function writeCheckKey(resource: Resource, action: string, auxData: unknown): string | undefined {
   const resourceText = canonicalJson(plannedResource(resource));
   const auxText = auxData === undefined ? "" : canonicalJson(auxData);
   if (resourceText === undefined || auxText === undefined) return undefined;
