@@ -285,10 +285,9 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
     return profile.requiredPaths.every((path) => present(attributes, path)) ? profile : undefined;
   };
 
-  const fresh = (key: Key): Entry | undefined => {
+  const fresh = (key: Key, now = clock()): Entry | undefined => {
     const stored = index.get(key.principal)?.get(key.check);
     if (stored === undefined) return undefined;
-    const now = clock();
     if (stored.entry.expiresAt <= now) {
       remove(stored);
       return undefined;
@@ -391,9 +390,10 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
     check: PlanCacheCheck,
     request: PlanCacheRequest | undefined,
     checkText: string | undefined,
+    now?: number,
   ): CachedAnswer | undefined => {
     const key = keyOf(principal, checkText);
-    const entry = key === undefined ? undefined : fresh(key);
+    const entry = key === undefined ? undefined : fresh(key, now);
     if (entry === undefined) {
       counters.live++;
       return undefined;
@@ -430,7 +430,8 @@ export function createPlanCache(options: PlanCacheOptions): PlanCache {
         return principals.map(() => undefined);
       }
       const checkText = checkKeyOf(check, request);
-      return principals.map((principal) => answerNow(principal, check, request, checkText));
+      const now = clock();
+      return principals.map((principal) => answerNow(principal, check, request, checkText, now));
     },
     async lookup(principal, check, request) {
       if (usable(check) === undefined) {
