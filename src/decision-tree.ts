@@ -5,9 +5,12 @@ import type { Decision } from "./decision.ts";
  *
  * ```text
  * DENY  filesystem/write_file  denied by agent "planner" (hop 1 of alice → planner): may not call ...
- *   ├─ allow  alice (user)       resource.mcp::filesystem.vdefault  01HX...
- *   └─ deny   planner (agent)    resource.mcp::filesystem.vdefault  01HX...  ← denied here
+ *   ├─ allow  alice (user)       resource.mcp::filesystem.vdefault
+ *   └─ deny   planner (agent)    resource.mcp::filesystem.vdefault  ← denied here
  * ```
+ *
+ * A hop's Cerbos call id follows its policy when it has one (asked on its own, not in a batch); a hop answered by
+ * the plan cache says so instead (`from plan`, `from residual`).
  */
 export function formatDecisionTree(decision: Decision): string {
   const subject =
@@ -23,7 +26,11 @@ export function formatDecisionTree(decision: Decision): string {
     const effect = hop.effect === "EFFECT_ALLOW" ? "allow" : "deny ";
     const who = `${hop.principalId} (${hop.kind})`.padEnd(width);
     const here = hop.principalId === decision.deniedBy ? "  ← denied here" : "";
-    lines.push(`  ${branch} ${effect}  ${who}  ${hop.policy || "no policy matched"}  ${hop.cerbosCallId}${here}`);
+    const where =
+      hop.source === "pdp"
+        ? `${hop.policy || "no policy matched"}${hop.cerbosCallId ? `  ${hop.cerbosCallId}` : ""}`
+        : `from ${hop.source}`;
+    lines.push(`  ${branch} ${effect}  ${who}  ${where}${here}`);
   });
   return lines.join("\n");
 }

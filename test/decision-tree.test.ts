@@ -31,3 +31,20 @@ test("a scope refusal says so without inventing hops", async () => {
     "  └─ scope  alice → planner  ← denied here",
   ]);
 });
+
+test("each hop says where its answer came from: its policy and call id, or the plan cache", async () => {
+  const policyDir = new URL("../policies/", import.meta.url);
+  const perHop = createGuard({ client: sharedPdpClient(), batch: false }).forUser(alice);
+  const read = { server: "memory", tool: "read_graph" };
+  expect(formatDecisionTree(await perHop.authorize(read)).split("\n")[1]).toMatch(
+    /^ {2}└─ allow {2}alice \(user\) {2}resource\.mcp::memory\.vdefault {2}[0-9A-Z]{26}$/,
+  );
+  const cached = createGuard({ client: sharedPdpClient(), planCache: { policyDir, watch: false } });
+  await cached.planCache?.ready;
+  const chain = cached.forUser(alice);
+  expect(formatDecisionTree(await chain.authorize(read)).split("\n")[1]).toBe(
+    "  └─ allow  alice (user)  resource.mcp::memory.vdefault",
+  );
+  await expect.poll(() => cached.planCache?.stats().inFlight).toBe(0);
+  expect(formatDecisionTree(await chain.authorize(read)).split("\n")[1]).toBe("  └─ allow  alice (user)  from plan");
+});
