@@ -1,3 +1,5 @@
+// The two guarded MCP servers in examples/ — one on the MCP SDK's McpServer, one on FastMCP — started as a user
+// starts them, and held to the same promise: each caller sees and does only what its chain may.
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
@@ -5,47 +7,47 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { presentingTransport } from "../../../support/presenting-transport.ts";
+import { presentingTransport } from "../support/presenting-transport.ts";
 
-const root = fileURLToPath(new URL("../../../../", import.meta.url));
+const root = fileURLToPath(new URL("../../", import.meta.url));
 
-let child: ChildProcess;
-let printed = "";
+describe.each(["examples/mcp-server.ts", "examples/fastmcp-server.ts"])("node %s", (example) => {
+  let child: ChildProcess;
+  let printed = "";
 
-beforeAll(async () => {
-  // As a user runs it, but against src/ (see hopguard-from-source.ts), on a free port.
-  child = spawn(process.execPath, ["--import", "./test/support/hopguard-from-source.ts", "examples/mcp-server.ts"], {
-    cwd: root,
-    env: { ...process.env, PORT: "0" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  child.stdout?.setEncoding("utf8");
-  await new Promise<void>((resolve, reject) => {
-    child.once("exit", (code) => reject(new Error(`examples/mcp-server.ts exited with ${code}:\n${printed}`)));
-    child.stdout?.on("data", (chunk: string) => {
-      printed += chunk;
-      if (printed.includes("Ctrl-C to stop.")) resolve();
+  beforeAll(async () => {
+    // As a user runs it, but against src/ (see hopguard-from-source.ts), on a free port.
+    child = spawn(process.execPath, ["--import", "./test/support/hopguard-from-source.ts", example], {
+      cwd: root,
+      env: { ...process.env, PORT: "0" },
+      stdio: ["ignore", "pipe", "inherit"],
     });
+    child.stdout?.setEncoding("utf8");
+    await new Promise<void>((resolve, reject) => {
+      child.once("exit", (code) => reject(new Error(`${example} exited with ${code}:\n${printed}`)));
+      child.stdout?.on("data", (chunk: string) => {
+        printed += chunk;
+        if (printed.includes("Ctrl-C to stop.")) resolve();
+      });
+    });
+  }, 60_000);
+  afterAll(async () => {
+    if (child.exitCode !== null) return;
+    const exited = once(child, "exit");
+    child.kill("SIGTERM");
+    await exited;
   });
-}, 60_000);
-afterAll(async () => {
-  if (child.exitCode !== null) return;
-  const exited = once(child, "exit");
-  child.kill("SIGTERM");
-  await exited;
-});
 
-async function connect(bearer: string, token?: string): Promise<Client> {
-  const url = new URL(/listening at (\S+)/.exec(printed)?.[1] ?? "");
-  const client = new Client({ name: "example-test", version: "0.0.0" });
-  const http = new StreamableHTTPClientTransport(url, {
-    requestInit: { headers: { Authorization: `Bearer ${bearer}` } },
-  });
-  await client.connect(token === undefined ? http : presentingTransport(http, () => ({ token })));
-  return client;
-}
+  async function connect(bearer: string, token?: string): Promise<Client> {
+    const url = new URL(/listening at (\S+)/.exec(printed)?.[1] ?? "");
+    const client = new Client({ name: "example-test", version: "0.0.0" });
+    const http = new StreamableHTTPClientTransport(url, {
+      requestInit: { headers: { Authorization: `Bearer ${bearer}` } },
+    });
+    await client.connect(token === undefined ? http : presentingTransport(http, () => ({ token })));
+    return client;
+  }
 
-describe("node examples/mcp-server.ts", () => {
   test("prints its URL, the demo bearer keys and a delegation token, and guards what each caller may do", async () => {
     expect(printed).toMatch(/listening at http:\/\/127\.0\.0\.1:\d+\/mcp/);
     expect(printed).toContain("Authorization: Bearer alice-demo-key");
