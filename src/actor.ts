@@ -10,6 +10,19 @@ export interface ActorInput {
   roles: readonly string[];
   /** Attributes for policies; must not use the names hopguard reserves ({@link reservedAttributes}). */
   attr?: Record<string, unknown> | undefined;
+  /**
+   * The Cerbos policy version to judge this principal with (`P.policyVersion`: principal policies of that version).
+   *
+   * @defaultValue the PDP's default version
+   */
+  policyVersion?: string | undefined;
+  /**
+   * The Cerbos policy scope of this principal, e.g. `"acme.engineering"` (Cerbos's `principal.scope`: scoped
+   * principal policies). Not to be confused with a delegation's `scope`, which limits what a hop may call.
+   *
+   * @defaultValue no scope
+   */
+  policyScope?: string | undefined;
 }
 
 /** A validated, frozen user or agent. */
@@ -17,7 +30,14 @@ export interface Actor {
   readonly id: string;
   readonly roles: readonly string[];
   readonly attr: Readonly<Record<string, Value>>;
+  /** Only when given: Cerbos rejects an attribute whose value is `undefined`. */
+  readonly policyVersion?: string;
+  readonly policyScope?: string;
 }
+
+// What Cerbos's CheckResourcesRequest accepts for a principal's policy version and scope.
+const policyVersionPattern = /^\w+$/;
+const policyScopePattern = /^[0-9a-zA-Z][\w-]*(\.\w[\w-]*)*$/;
 
 /** Principal attribute names hopguard sets on every hop; a caller's attribute may not collide with them. */
 export const reservedAttributes: readonly string[] = Object.freeze(["onBehalfOf", "chain", "depth", "kind", "scope"]);
@@ -36,7 +56,7 @@ export const invisibleCharacter = /[\p{Cc}\p{Cf}]/u;
 export function toActor(input: ActorInput, path: string): Actor {
   if (typeof input !== "object" || input === null) throw new InvalidInputError(path, "must be an object");
   // Each field is read once: a getter gets no second chance to answer differently.
-  const { id, roles, attr: attributes } = input;
+  const { id, roles, attr: attributes, policyVersion, policyScope } = input;
   const actorId = toName(id, `${path}.id`);
   if (!Array.isArray(roles) || roles.length === 0) {
     throw new InvalidInputError(`${path}.roles`, "must be a non-empty array of role names");
@@ -48,7 +68,19 @@ export function toActor(input: ActorInput, path: string): Actor {
       throw new InvalidInputError(`${path}.attr.${name}`, `"${name}" is reserved for hopguard's chain attributes`);
     }
   }
-  return deepFreeze({ id: actorId, roles: actorRoles, attr });
+  if (policyVersion !== undefined && (typeof policyVersion !== "string" || !policyVersionPattern.test(policyVersion))) {
+    throw new InvalidInputError(`${path}.policyVersion`, "must be a Cerbos policy version: letters, digits and _");
+  }
+  if (policyScope !== undefined && (typeof policyScope !== "string" || !policyScopePattern.test(policyScope))) {
+    throw new InvalidInputError(`${path}.policyScope`, 'must be a Cerbos scope, e.g. "acme" or "acme.engineering"');
+  }
+  return deepFreeze({
+    id: actorId,
+    roles: actorRoles,
+    attr,
+    ...(policyVersion === undefined ? {} : { policyVersion }),
+    ...(policyScope === undefined ? {} : { policyScope }),
+  });
 }
 
 /**

@@ -27,7 +27,7 @@ export async function listCallableToolsCached(
   options: ToolListingOptions & { planCache: PlanCache },
 ): Promise<number[]> {
   const { planCache } = options;
-  const request = { requestId: options.requestId };
+  const request = { requestId: options.requestId, auxData: options.auxData };
   const callable = new Set<number>();
   const unknown: number[] = [];
   const checks: ToolCallCheck[] = [];

@@ -144,6 +144,8 @@ export function hopPrincipal(options: {
   return {
     id: actor.id,
     roles: [...actor.roles],
+    ...(actor.policyVersion === undefined ? {} : { policyVersion: actor.policyVersion }),
+    ...(actor.policyScope === undefined ? {} : { scope: actor.policyScope }),
     attr: {
       ...actor.attr,
       onBehalfOf: { id: user.id, roles: [...user.roles], attr: { ...user.attr } },

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import type { AuxData } from "@cerbos/core";
 import type { Tracer } from "@opentelemetry/api";
 import { type Actor, type ActorInput, deepFreeze, identityKey } from "./actor.ts";
 import { type ApprovalAnswer, declinedApproval } from "./approval.ts";
@@ -99,18 +100,21 @@ export class Delegation {
   readonly #runtime: GuardRuntime;
   readonly #hops: readonly Hop[];
   readonly #parent: Delegation | undefined;
+  readonly #auxData: AuxData | undefined;
 
   private constructor(
     runtime: GuardRuntime,
     hops: readonly Hop[],
     scope: EffectiveScope,
     parent: Delegation | undefined,
+    auxData: AuxData | undefined,
   ) {
     const root = hops[0] as Hop;
     const last = hops[hops.length - 1] as Hop;
     this.#runtime = runtime;
     this.#hops = Object.freeze([...hops]);
     this.#parent = parent;
+    this.#auxData = auxData;
     this.chain = Object.freeze(hops.map((hop) => hop.actor.id));
     this.user = root.actor;
     this.agent = last.kind === "agent" ? last.actor : undefined;
@@ -120,13 +124,14 @@ export class Delegation {
   }
 
   /** @internal Starts a chain at a user; use `guard.forUser`. */
-  static root(runtime: GuardRuntime, user: Actor, scope: EffectiveScope): Delegation {
+  static root(runtime: GuardRuntime, user: Actor, scope: EffectiveScope, auxData?: AuxData): Delegation {
     const principal = hopPrincipal({ actor: user, user, kind: "user", chain: [user.id], scope });
     return new Delegation(
       runtime,
       [deepFreeze({ actor: user, kind: "user", depth: 0, principal })],
       deepFreeze(scope),
       undefined,
+      auxData,
     );
   }
 
@@ -190,7 +195,7 @@ export class Delegation {
         const chain = [...this.chain, actor.id];
         const principal = hopPrincipal({ actor, user: this.user, kind: "agent", chain, scope });
         const hop: Hop = deepFreeze({ actor, kind: "agent", depth: chain.length - 1, principal });
-        return new Delegation(this.#runtime, [...this.#hops, hop], deepFreeze(scope), this);
+        return new Delegation(this.#runtime, [...this.#hops, hop], deepFreeze(scope), this, this.#auxData);
       },
     });
   }
@@ -317,7 +322,15 @@ export class Delegation {
         const requestId = activeTraceId() ?? randomUUID();
         const scope = this.#isExpired() ? expired : this.scope;
         const { client, mapToolCall, timeoutMs, maxResourcesPerRequest, planCache, batch } = this.#runtime;
-        const listing = { client, mapToolCall, timeoutMs, batchSize: maxResourcesPerRequest, requestId, batch };
+        const listing = {
+          client,
+          mapToolCall,
+          timeoutMs,
+          batchSize: maxResourcesPerRequest,
+          requestId,
+          batch,
+          auxData: this.#auxData,
+        };
         const withSignal = { ...listing, signal: options.signal };
         const indexes =
           planCache?.active === true
@@ -425,7 +438,7 @@ export class Delegation {
 
   #pdp(requestId: string) {
     const { client, timeoutMs, planCache, batch } = this.#runtime;
-    return { client, timeoutMs, requestId, planCache, batch };
+    return { client, timeoutMs, requestId, planCache, batch, auxData: this.#auxData };
   }
 
   #chainAttributes() {

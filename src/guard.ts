@@ -1,5 +1,7 @@
+import type { AuxData } from "@cerbos/core";
 import type { Tracer } from "@opentelemetry/api";
 import { type ActorInput, toActor } from "./actor.ts";
+import { toAuxData } from "./aux-data.ts";
 import { defaultToolCallCheck, type ToolCallMapper } from "./cerbos-request.ts";
 import { runAs } from "./current-delegation.ts";
 import { type CallOptions, Delegation, type GuardRuntime } from "./delegation.ts";
@@ -107,6 +109,14 @@ export interface GuardPlanCache {
 export interface UserOptions {
   /** Limits for the whole chain, e.g. the user's session expiry or the tools this app ever exposes. */
   scope?: Scope | undefined;
+  /**
+   * Sent with every check of the chain, its agents' included: the user's JWT (`{ jwt: { token, keySetId? } }`), which
+   * the PDP verifies against its `auxData.jwt` key sets and hands to policies as `request.auxData.jwt`. Checks that
+   * carry it are sent one `checkResources` per hop; plans are cached per token.
+   *
+   * @defaultValue none
+   */
+  auxData?: AuxData | undefined;
 }
 
 /** Creates delegation chains that authorize every hop with Cerbos. */
@@ -153,7 +163,7 @@ export interface Guard {
    * delegation, {@link PdpUnavailableError} when the PDP cannot answer, and {@link IdentityError} when a resolver
    * cannot complete a hop.
    */
-  fromToken(token: unknown, options?: CallOptions): Promise<Delegation>;
+  fromToken(token: unknown, options?: CallOptions & Pick<UserOptions, "auxData">): Promise<Delegation>;
   /**
    * Drops every plan the guard holds, e.g. after you changed the policies of a remote PDP. Pass the new profile
    * (`readPolicyProfile`) if the policies changed, and a `pauseMs` covering the PDP's own reload. Does nothing
@@ -232,14 +242,20 @@ export function createGuard(options: GuardOptions): Guard {
       ? undefined
       : Object.freeze({ ready: watched.ready, stats: () => cache.stats() });
   const forUser = (user: ActorInput, userOptions: UserOptions = {}): Delegation =>
-    Delegation.root(runtime, toActor(user, "user"), rootScope(userOptions.scope, maxDepth, "scope"));
+    Delegation.root(
+      runtime,
+      toActor(user, "user"),
+      rootScope(userOptions.scope, maxDepth, "scope"),
+      toAuxData(userOptions.auxData, "options.auxData"),
+    );
   const resolveUser = async (
     user: ActorReference | ActorInput,
     userOptions: UserOptions & CallOptions = {},
   ): Promise<Delegation> => {
     const { scope, signal } = userOptions;
+    const auxData = toAuxData(userOptions.auxData, "options.auxData");
     const actor = await runtime.identities.complete("user", actorFields(user), "user", signal);
-    return Delegation.root(runtime, actor, rootScope(scope, maxDepth, "scope"));
+    return Delegation.root(runtime, actor, rootScope(scope, maxDepth, "scope"), auxData);
   };
   return Object.freeze({
     forUser,
@@ -249,7 +265,7 @@ export function createGuard(options: GuardOptions): Guard {
     clearCache(clearOptions?: PlanCacheClearOptions): void {
       cache?.clear(clearOptions);
     },
-    async fromToken(token: unknown, callOptions: CallOptions = {}): Promise<Delegation> {
+    async fromToken(token: unknown, callOptions: CallOptions & Pick<UserOptions, "auxData"> = {}): Promise<Delegation> {
       if (tokens === undefined) {
         throw new TokenError("token_key_unknown", "this guard has no token verifier (createGuard({ tokens }))");
       }
@@ -265,7 +281,11 @@ export function createGuard(options: GuardOptions): Guard {
       try {
         // With a user resolver, the token's roles and attributes for the user are ignored (so are the agents', in
         // delegate, with an agent resolver): the token says who, this side's directory says what they may be.
-        delegation = await resolveUser(user, { scope: scopeOf(user), signal: callOptions.signal });
+        delegation = await resolveUser(user, {
+          scope: scopeOf(user),
+          signal: callOptions.signal,
+          auxData: callOptions.auxData,
+        });
       } catch (error) {
         throw chainError(error, 0);
       }
@@ -273,7 +293,7 @@ export function createGuard(options: GuardOptions): Guard {
         try {
           delegation = await delegation.delegate(
             { id: agent.id, roles: agent.roles, attr: agent.attr, scope: scopeOf(agent) },
-            callOptions,
+            { signal: callOptions.signal },
           );
         } catch (error) {
           throw chainError(error, index + 1);

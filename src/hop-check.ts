@@ -1,3 +1,4 @@
+import type { AuxData } from "@cerbos/core";
 import type { Hop, ToolCallCheck } from "./cerbos-request.ts";
 import { DeadlineExceeded, withDeadline } from "./deadline.ts";
 import type { HopDecision } from "./decision.ts";
@@ -18,6 +19,8 @@ export interface HopCheckOptions {
   signal?: AbortSignal | undefined;
   /** `false`: never an AuthZEN batch, one `checkResources` per hop (see `createGuard({ batch })`). */
   batch?: boolean | undefined;
+  /** Sent with every check (e.g. the user's JWT, see `guard.forUser(user, { auxData })`). */
+  auxData?: AuxData | undefined;
 }
 
 /**
@@ -37,7 +40,9 @@ export async function checkHops(
   options: HopCheckOptions,
 ): Promise<HopDecision[]> {
   const { client, requestId, timeoutMs } = options;
-  const batch = options.batch === false ? undefined : authZenBatchOf(client);
+  const { auxData } = options;
+  // auxData goes the checkResources way, where the PDP verifies a JWT as it always has.
+  const batch = options.batch === false || auxData !== undefined ? undefined : authZenBatchOf(client);
   return roundWithDeadline(options, "checking the chain", async (signal) => {
     if (batch !== undefined && canBatch(hops, check)) {
       try {
@@ -47,7 +52,7 @@ export async function checkHops(
         forgetAuthZen(client);
       }
     }
-    return askEachHop(hops, check, { client, requestId, timeoutMs }, signal);
+    return askEachHop(hops, check, { client, requestId, timeoutMs, auxData }, signal);
   });
 }
 

@@ -27,7 +27,7 @@ export async function answerHops(
 ): Promise<HopDecision[]> {
   const { planCache } = options;
   if (planCache === undefined || !planCache.active) return checkHops(hops, check, options);
-  const request = { requestId: options.requestId };
+  const request = { requestId: options.requestId, auxData: options.auxData };
   const cached = planCache.answerAll(
     hops.map((hop) => hop.principal),
     check,

@@ -259,12 +259,50 @@ function startFailure(output: string, exit: { code: unknown; signal: unknown }):
     .filter((line) => line.startsWith("cerbos: error:") || /^\s{4,}\S/.test(line))
     .join("\n")
     .trim();
-  const said = cerbosSaid === "" ? output.trim() : cerbosSaid;
-  const code = /compil|failed to load policies|invalid policy|failed to read policy/i.test(said)
-    ? "local_pdp_policy_invalid"
-    : "local_pdp_failed_to_start";
+  // A file Cerbos could not even read (YAML syntax) is named, with its line and column, only in its JSON log.
+  const unreadable = loadFailures(output);
+  const said = [unreadable, cerbosSaid === "" ? output.trim() : cerbosSaid].filter((part) => part !== "").join("\n");
+  const code =
+    /compil|failed to load policies|invalid policy|failed to read policy|(?:imports|scopes|definitions|failures|conflicts)=[1-9]/i.test(
+      said,
+    )
+      ? "local_pdp_policy_invalid"
+      : "local_pdp_failed_to_start";
   const how = exit.signal === null ? `exit code ${exit.code}` : `signal ${exit.signal}`;
   return new LocalPdpError(code, `Cerbos exited (${how}) before it was healthy${quote(said)}`, output);
+}
+
+/**
+ * The policy files Cerbos's index could not load, as `file:line:column: error` lines with the offending excerpt,
+ * read from its JSON log ("Index build failed"); `""` when there are none.
+ */
+function loadFailures(output: string): string {
+  const lines: string[] = [];
+  for (const line of output.split("\n")) {
+    if (!line.includes("load_failures")) continue;
+    try {
+      const failures = (JSON.parse(line) as { load_failures?: unknown }).load_failures;
+      for (const failure of Array.isArray(failures) ? failures : []) {
+        const {
+          file,
+          error,
+          error_details: details,
+        } = failure as {
+          file?: unknown;
+          error?: unknown;
+          error_details?: { position?: { line?: unknown; column?: unknown }; context?: unknown };
+        };
+        const at = details?.position;
+        const where =
+          typeof at?.line === "number" ? `:${at.line}${typeof at.column === "number" ? `:${at.column}` : ""}` : "";
+        lines.push(`${String(file)}${where}: ${String(error)}`);
+        if (typeof details?.context === "string") lines.push(details.context.trimEnd());
+      }
+    } catch {
+      // Not a JSON log line: nothing to read from it.
+    }
+  }
+  return lines.join("\n");
 }
 
 function quote(said: string): string {

@@ -1,4 +1,4 @@
-import { Effect, PlanKind, type Principal } from "@cerbos/core";
+import { type AuxData, Effect, PlanKind, type Principal } from "@cerbos/core";
 import { trace } from "@opentelemetry/api";
 import type { Hop, ToolCallCheck, ToolCallMapper } from "./cerbos-request.ts";
 import { validateToolCall } from "./cerbos-request.ts";
@@ -28,6 +28,8 @@ export interface ToolListingOptions {
   batchSize: number;
   /** `false`: never an AuthZEN batch (see `createGuard({ batch })`). */
   batch?: boolean | undefined;
+  /** Sent with every check and plan (see `guard.forUser(user, { auxData })`). */
+  auxData?: AuxData | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -132,6 +134,7 @@ async function callableForHop(
             }),
             requestId: options.requestId,
             includeMetadata: true,
+            ...(options.auxData === undefined ? {} : { auxData: options.auxData }),
           },
           { signal },
         ),
@@ -160,6 +163,7 @@ async function callableForHop(
               resource: { kind: check.resource.kind, attr: knownAttributes },
               action: check.action,
               requestId: options.requestId,
+              ...(options.auxData === undefined ? {} : { auxData: options.auxData }),
             },
             { signal },
           ),
@@ -180,7 +184,7 @@ async function askInAuthZenBatch(
   asked: readonly ToolCallCheck[],
   options: ToolListingOptions,
 ): Promise<boolean[] | undefined> {
-  const batch = options.batch === false ? undefined : authZenBatchOf(options.client);
+  const batch = options.batch === false || options.auxData !== undefined ? undefined : authZenBatchOf(options.client);
   if (batch === undefined || !asked.every((check) => canBatch([hop], check))) return undefined;
   const { principal } = hop;
   const { requestId, timeoutMs } = options;

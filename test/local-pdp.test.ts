@@ -158,6 +158,18 @@ describe("startLocalPdp", () => {
     expect(error.message).toContain("P.attr.department ==");
   });
 
+  test("a policy file that is not even YAML is named with its line and column", async () => {
+    const policyDir = tempDir("hopguard-bad-yaml-");
+    writeFileSync(
+      join(policyDir, "unclosed.yaml"),
+      "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: x\n  version: default\n  rules: [\n",
+    );
+    const error = await startError({ policyDir });
+    expect(error.code).toBe("local_pdp_policy_invalid");
+    expect(error.message).toMatch(/unclosed\.yaml:5:10: sequence end token '\]' not found/);
+    expect(error.message).toContain(">  5 |   rules: [");
+  });
+
   test("a missing policy folder is a typed error before anything is spawned", async () => {
     const error = await startError({ policyDir: join(tmpdir(), "hopguard-no-such-folder") });
     expect(error.code).toBe("local_pdp_policy_dir_not_found");

@@ -1,4 +1,4 @@
-import { type CheckResourcesResponse, Effect } from "@cerbos/core";
+import { type AuxData, type CheckResourcesResponse, Effect } from "@cerbos/core";
 import type { Hop, ToolCallCheck } from "../cerbos-request.ts";
 import type { DecisionOutput, HopDecision } from "../decision.ts";
 import { PdpUnavailableError } from "../errors.ts";
@@ -16,7 +16,7 @@ import { toPdpUnavailable } from "./pdp-failure.ts";
 export async function askEachHop(
   hops: readonly Hop[],
   check: ToolCallCheck,
-  options: { client: PdpClient; requestId: string; timeoutMs: number },
+  options: { client: PdpClient; requestId: string; timeoutMs: number; auxData?: AuxData | undefined },
   signal: AbortSignal,
 ): Promise<HopDecision[]> {
   const responses = await Promise.all(
@@ -28,6 +28,7 @@ export async function askEachHop(
             resources: [{ resource: check.resource, actions: [check.action] }],
             includeMetadata: true,
             requestId: options.requestId,
+            ...(options.auxData === undefined ? {} : { auxData: options.auxData }),
           },
           { signal },
         )

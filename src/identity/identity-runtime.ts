@@ -13,6 +13,8 @@ export interface ActorFields {
   readonly id: unknown;
   readonly roles: unknown;
   readonly attr: unknown;
+  readonly policyVersion: unknown;
+  readonly policyScope: unknown;
   /** Only an agent's: the scope it asks for. */
   readonly scope: unknown;
 }
@@ -39,10 +41,19 @@ type Lookup<K> = (input: K, signal: AbortSignal | undefined) => Promise<unknown>
 
 /** Reads a caller's user or agent reference (an id, or an object) once; `undefined` when it is neither. */
 export function actorFields(reference: unknown): ActorFields | undefined {
-  if (typeof reference === "string") return { id: reference, roles: undefined, attr: undefined, scope: undefined };
+  if (typeof reference === "string") {
+    return {
+      id: reference,
+      roles: undefined,
+      attr: undefined,
+      policyVersion: undefined,
+      policyScope: undefined,
+      scope: undefined,
+    };
+  }
   if (typeof reference !== "object" || reference === null) return undefined;
-  const { id, roles, attr, scope } = reference as Record<string, unknown>;
-  return { id, roles, attr, scope };
+  const { id, roles, attr, policyVersion, policyScope, scope } = reference as Record<string, unknown>;
+  return { id, roles, attr, policyVersion, policyScope, scope };
 }
 
 /**
@@ -94,7 +105,8 @@ export function identityRuntime(resolvers: IdentityResolvers | undefined, defaul
             `must be given: this guard has no ${kind} resolver to look "${fields.id}" up (createGuard({ identities: { ${kind} } }))`,
           );
         }
-        return toActor({ id: fields.id, roles: fields.roles, attr: fields.attr } as ActorInput, path);
+        const { id, roles, attr, policyVersion, policyScope } = fields;
+        return toActor({ id, roles, attr, policyVersion, policyScope } as ActorInput, path);
       }
       const id = toId(fields.id, `${path}.id`);
       const profile = await ask(lookup, id, signal, { kind, id });
@@ -102,8 +114,9 @@ export function identityRuntime(resolvers: IdentityResolvers | undefined, defaul
         throw new IdentityError("identity_unknown", `the ${kind} resolver does not know "${id}"`, { kind, id });
       }
       try {
-        const { roles, attr } = profile as Record<string, unknown>;
-        return toActor({ id, roles, attr } as ActorInput, path);
+        // The resolver says what the principal is, its Cerbos policy version and scope included.
+        const { roles, attr, policyVersion, policyScope } = profile as Record<string, unknown>;
+        return toActor({ id, roles, attr, policyVersion, policyScope } as ActorInput, path);
       } catch (error) {
         throw new IdentityError(
           "identity_invalid",
