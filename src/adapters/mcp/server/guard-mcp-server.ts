@@ -1,13 +1,25 @@
 import { ErrorCode } from "@modelcontextprotocol/sdk/types.js";
 import { defaultToolCallCheck, type ToolCallMapper } from "../../../cerbos-request.ts";
 import { InvalidInputError } from "../../../errors.ts";
-import { createGuard, type GuardOptions } from "../../../guard.ts";
+import { createGuard, type Guard, type GuardOptions } from "../../../guard.ts";
 import { defaultTracer } from "../../../telemetry.ts";
 import { delegationMetaKey } from "../token-transport.ts";
 import { installHandlerGuard } from "./handler-map.ts";
 import { requestGuard } from "./request-guard.ts";
 import type { McpUserResolver } from "./request-principal.ts";
 import { serverChecks } from "./server-checks.ts";
+
+const guards = new WeakMap<object, { readonly guard: Guard; readonly settings: [string, unknown][] }>();
+
+function sameSettings(before: readonly [string, unknown][], now: readonly [string, unknown][]): boolean {
+  return (
+    before.length === now.length &&
+    before.every(([key, value], index) => {
+      const [nowKey, nowValue] = now[index] as [string, unknown];
+      return key === nowKey && Object.is(value, nowValue);
+    })
+  );
+}
 
 /**
  * Options for {@link guardMcpServer}: the options of the server's own guard (`createGuard`: the PDP `client`, the
@@ -148,7 +160,16 @@ export function guardMcpServer<S extends object>(target: S, options: GuardMcpSer
     throw new InvalidInputError("options.metaKey", "must be a non-empty string");
   }
   if (typeof mapToolCall !== "function") throw new InvalidInputError("options.mapToolCall", "must be a function");
-  const guard = createGuard({ ...guardOptions, mapToolCall: serverChecks(server, mapToolCall) });
+  // Servers guarded with one options object share one guard, so its plan cache and identity caches serve them all
+  // (a FastMCP app guards every session with the same options) — as long as no option has changed since.
+  const settings = Object.entries(options);
+  const shared = guards.get(options);
+  let guard: Guard;
+  if (shared !== undefined && sameSettings(shared.settings, settings)) guard = shared.guard;
+  else {
+    guard = createGuard({ ...guardOptions, mapToolCall: serverChecks(server, mapToolCall) });
+    guards.set(options, { guard, settings });
+  }
   // An McpServer keeps its protocol object (a low-level Server) in `server`; FastMCP sessions too.
   const inner = (target as { server?: unknown }).server;
   const protocol = typeof inner === "object" && inner !== null && "_requestHandlers" in inner ? inner : target;
