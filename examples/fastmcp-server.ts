@@ -10,6 +10,7 @@ import { guardFastMCP } from "hopguard/fastmcp";
 import { startLocalPdp } from "hopguard/local-pdp";
 import { generateKeyPair } from "jose";
 import { z } from "zod";
+import { printConnectInstructions } from "./support/connect-instructions.ts";
 
 // Who each bearer token belongs to. In production: your OAuth resource server's token verification.
 const people: Record<string, ActorInput> = {
@@ -77,17 +78,7 @@ const planner = await host
 const signer = createTokenSigner({ key: privateKey, issuer: "example-agent-host" });
 const plannerToken = await planner.toToken(signer, { audience: "filesystem", ttlSeconds: 300 });
 
-console.log(`guarded FastMCP server "filesystem" listening at http://127.0.0.1:${port}/mcp`);
-console.log("  act as alice:  Authorization: Bearer alice-demo-key");
-console.log("  act as bob:    Authorization: Bearer bob-demo-key");
-console.log(
-  '  act as alice → planner: also put this delegation token in each request\'s params._meta["hopguard.dev/delegation"]',
-);
-console.log(
-  `  (valid 5 minutes; agent hosts mint their own with delegation.toToken(signer, { audience: "filesystem" })):`,
-);
-console.log(`  ${plannerToken}`);
-console.log("Ctrl-C to stop.");
+printConnectInstructions("guarded FastMCP server", port, plannerToken);
 
 async function freePort(): Promise<number> {
   const probe = createServer();

@@ -1,6 +1,7 @@
 import type { Principal, Resource, Value } from "@cerbos/core";
 import { type Actor, deepFreeze, invisibleCharacter } from "./actor.ts";
 import { toAttributeRecord } from "./attribute-value.ts";
+import { canonicalJson } from "./canonical-json.ts";
 import type { HopKind } from "./decision.ts";
 import { InvalidInputError } from "./errors.ts";
 import { type EffectiveScope, scopeAttribute } from "./scope.ts";
@@ -84,6 +85,18 @@ export function validateToolCall(call: ToolCall | ValidatedToolCall): ValidatedT
   });
   snapshots.add(snapshot);
   return snapshot;
+}
+
+/**
+ * The identity of a tool call as the PDP was asked about it: the canonical JSON of its server, tool, arguments and
+ * annotations. Two snapshots have the same key exactly when they are the same call, so a decision made for one may
+ * stand for the other.
+ */
+export function toolCallKey(call: Pick<ValidatedToolCall, "server" | "tool" | "arguments" | "annotations">): string {
+  const key = canonicalJson([call.server, call.tool, call.arguments, call.annotations ?? null]);
+  // A snapshot is JSON through and through; anything else must never share a key with it.
+  if (key === undefined) throw new InvalidInputError("call", "is not a tool call snapshot");
+  return key;
 }
 
 /** A decision's subject for a snapshot: the same frozen values, itself a snapshot adapters can send as it is. */

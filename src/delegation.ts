@@ -33,6 +33,7 @@ import {
   toolCallAttributes,
 } from "./telemetry.ts";
 import { listCallableTools, type ToolDescriptor } from "./tool-listing.ts";
+import { isNoPolicy, warnMissingPolicy } from "./warnings.ts";
 
 /** What a guard shares with every delegation it creates. */
 export interface GuardRuntime {
@@ -48,9 +49,6 @@ export interface GuardRuntime {
   /** The guard's plan cache (`createGuard({ planCache })`), if any. */
   readonly planCache: PlanCache | undefined;
 }
-
-/** What Cerbos reports as the matched policy when none matched. */
-const noPolicy: ReadonlySet<string> = new Set(["", "NO_MATCH"]);
 
 /** The scope of an expired delegation: no tool at all. */
 const expired: EffectiveScope = Object.freeze({ tools: Object.freeze([]), expiresAt: 0, maxDepth: 0 });
@@ -416,14 +414,15 @@ export class Delegation {
     // No hop's PDP answer found any policy for the kind: almost always a misspelt server name, not a rule.
     const noPolicyAtAll =
       hops.length > 0 &&
-      hops.every((hop) => hop.source === "pdp" && hop.effect !== "EFFECT_ALLOW" && noPolicy.has(hop.policy));
+      hops.every((hop) => hop.source === "pdp" && hop.effect !== "EFFECT_ALLOW" && isNoPolicy(hop.policy));
+    if (noPolicyAtAll) warnMissingPolicy(kind);
     const reason =
       denying === undefined
         ? `allowed: every hop of ${this.chain.join(" → ")} may ${what}`
         : noPolicyAtAll
           ? `no Cerbos policy for resource kind ${kind}: every hop was denied by default (is the server name right?)`
           : `denied by ${denying.kind} "${denying.principalId}" (hop ${denying.depth} of ${this.chain.join(" → ")}): ` +
-            `may not ${what}${noPolicy.has(denying.policy) ? " (no policy matched)" : ` (policy ${denying.policy})`}`;
+            `may not ${what}${isNoPolicy(denying.policy) ? " (no policy matched)" : ` (policy ${denying.policy})`}`;
     return deepFreeze({
       allowed: denying === undefined,
       subject,

@@ -1,6 +1,5 @@
 import type { Tracer } from "@opentelemetry/api";
 import { type ToolCall, type ValidatedToolCall, validateToolCall } from "./cerbos-request.ts";
-import type { Decision } from "./decision.ts";
 import { NoDelegationError } from "./errors.ts";
 import { defaultTracer, recordSpan, SpanNames, toolCallAttributes } from "./telemetry.ts";
 import type { ToolCallOutcome } from "./tool-call-outcome.ts";
@@ -97,28 +96,6 @@ export async function refuseWithoutChain(
     },
   }).catch(() => undefined);
   return { type: "denied", decision: undefined, error, reason: error.message };
-}
-
-/**
- * The reason to give for a denied call when no hop found any Cerbos policy for the call's resource kind — almost
- * always a `server` name with a typo — else the decision's own reason. Warns once per resource kind.
- */
-export function denialReason(decision: Decision): string {
-  const kind = missingPolicyKind(decision);
-  if (kind !== undefined) warnMissingPolicy(kind);
-  // The decision's own reason already names the missing policy (see Delegation's decide).
-  return decision.reason;
-}
-
-/** The resource kind a denied tool-call decision found no policy for, if that is why it was denied. */
-export function missingPolicyKind(decision: Decision): string | undefined {
-  const { subject, hops, allowed } = decision;
-  if (allowed || subject.type !== "tool" || hops.length === 0) return undefined;
-  // Only the PDP's own answers say which policy matched: an answer from the plan cache carries none.
-  const unmatched = hops.every(
-    (hop) => hop.effect !== "EFFECT_ALLOW" && isNoPolicy(hop.policy) && hop.source === "pdp",
-  );
-  return unmatched ? `mcp::${subject.server}` : undefined;
 }
 
 /** Whether a PDP's `matchedPolicy` says no policy exists for the resource kind (Cerbos answers `NO_MATCH`). */

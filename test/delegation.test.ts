@@ -4,8 +4,10 @@ import {
   type Delegation,
   DelegationError,
   type HopguardErrorCode,
+  type HopguardWarning,
   InvalidInputError,
   type PdpClient,
+  setWarningHandler,
 } from "../src/index.ts";
 import { sharedPdpClient } from "./support/pdp.ts";
 import { alice, bob, ivanTheIntern, planner, researcher, scribe } from "./support/users.ts";
@@ -373,3 +375,26 @@ function countingClient(inner: PdpClient): PdpClient & { calls: CheckRequest[]; 
   };
   return counting;
 }
+
+describe("a resource kind with no Cerbos policy at all", () => {
+  test("the reason names the kind instead of blaming a hop, and one warning says so, per kind", async () => {
+    const warnings: HopguardWarning[] = [];
+    setWarningHandler((warning) => warnings.push(warning));
+    try {
+      const chain = await guard.forUser(alice).delegate(planner);
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const decision = await chain.authorize({ server: "filesytm", tool: "read_file" });
+        expect(decision.allowed).toBe(false);
+        expect(decision.reason).toBe(
+          "no Cerbos policy for resource kind mcp::filesytm: every hop was denied by default (is the server name right?)",
+        );
+      }
+      // A kind that has a policy but denies is blamed on its hop, and warns nothing.
+      expect((await chain.authorize({ server: "filesystem", tool: "delete_everything" })).reason).toMatch(/^denied by/);
+      expect(warnings.map((warning) => warning.code)).toEqual(["no_policy"]);
+      expect(warnings[0]?.message).toContain("mcp::filesytm");
+    } finally {
+      setWarningHandler(undefined);
+    }
+  });
+});

@@ -62,7 +62,7 @@ export function watchedPlanCache(client: PdpClient, settings: PlanCacheSettings)
     reference.deref()?.clear({ policies: profile, pauseMs });
   };
   if (watching) {
-    const pausedFrom = { at: 0 };
+    let pausedAt = 0;
     let reading: ReturnType<typeof setTimeout> | undefined;
     const watcher = watch(dir, { recursive: true, persistent: false }, () => {
       const target = reference.deref();
@@ -71,11 +71,11 @@ export function watchedPlanCache(client: PdpClient, settings: PlanCacheSettings)
         return;
       }
       // Stop answering from memory at once; read the folder again once a burst of writes has settled.
-      pausedFrom.at = Date.now();
+      pausedAt = Date.now();
       target.clear({ pauseMs: reloadPauseMs });
       clearTimeout(reading);
       reading = setTimeout(() => {
-        void load(Math.max(0, pausedFrom.at + reloadPauseMs - Date.now()));
+        void load(Math.max(0, pausedAt + reloadPauseMs - Date.now()));
       }, 50);
       reading.unref();
     });

@@ -1,7 +1,6 @@
-import type { ValidatedToolCall } from "../../cerbos-request.ts";
+import { toolCallKey, type ValidatedToolCall } from "../../cerbos-request.ts";
 import type { Delegation } from "../../delegation.ts";
 import type { ToolCallOutcome } from "../../tool-call-outcome.ts";
-import { canonicalJSON } from "./approval-signature.ts";
 
 /**
  * What the approval step (`hopguardToolApproval`, or a guarded tool's `needsApproval`) learnt about one tool call,
@@ -42,11 +41,6 @@ export function markGuarded(tool: object): void {
 /** Whether `tool` was made by `guardTools`. */
 export function isGuarded(tool: unknown): boolean {
   return typeof tool === "object" && tool !== null && guarded.has(tool);
-}
-
-/** The identity of what an allowed outcome allowed: the tool, its arguments and its annotations, canonically. */
-export function memoKey(call: Pick<ValidatedToolCall, "server" | "tool" | "arguments" | "annotations">): string {
-  return canonicalJSON([call.server, call.tool, call.arguments, call.annotations ?? null]);
 }
 
 /**
@@ -93,16 +87,16 @@ export function reusableOutcome(
   snapshot: ValidatedToolCall | undefined,
 ): ToolCallOutcome | undefined {
   if (entry?.decided === undefined || snapshot === undefined || entry.delegation !== delegation) return undefined;
-  if (entry.decided.key !== memoKey(snapshot)) return undefined;
+  if (entry.decided.key !== toolCallKey(snapshot)) return undefined;
   const { outcome } = entry.decided;
   // An allowed tool runs with this step's own snapshot, which is the allowed one by canonical JSON.
   return outcome.type === "allowed" ? { ...outcome, call: snapshot } : outcome;
 }
 
 function reusable(outcome: ToolCallOutcome | undefined): Remembered["decided"] {
-  if (outcome?.type === "allowed") return { outcome, key: memoKey(outcome.call) };
+  if (outcome?.type === "allowed") return { outcome, key: toolCallKey(outcome.call) };
   if (outcome?.type !== "denied" || outcome.decision === undefined) return undefined;
   const { subject } = outcome.decision;
   if (subject.type !== "tool") return undefined;
-  return { outcome: outcome as ReusableOutcome, key: memoKey(subject) };
+  return { outcome: outcome as ReusableOutcome, key: toolCallKey(subject) };
 }

@@ -5,7 +5,7 @@ import { type ToolCall, type ToolTarget, type ValidatedToolCall, validateToolCal
 import type { Delegation } from "../../delegation.ts";
 import { InvalidInputError, NoDelegationError, ToolCallDeniedError } from "../../errors.ts";
 import { decideToolCall, refusalText, resolveDelegation, type ToolCallOutcome } from "../../tool-call-outcome.ts";
-import { denialReason, refuseWithoutChain } from "../../warnings.ts";
+import { refuseWithoutChain } from "../../warnings.ts";
 import { agentOf } from "./agent-identity.ts";
 import { type ApprovalSecret, type ApprovalVerifier, approvalVerifier } from "./approval-signature.ts";
 import { markGuarded, remember, reusableOutcome, take } from "./decision-memo.ts";
@@ -170,7 +170,7 @@ function guardTool(
   ): Promise<{ input: unknown } | { refusal: string }> => {
     const { delegation, outcome } = await decide(input, callOptions, true);
     if (outcome.type === "denied") {
-      return { refusal: refuse(outcome, outcome.decision ? denialReason(outcome.decision) : outcome.reason) };
+      return { refusal: refuse(outcome, outcome.reason) };
     }
     if (outcome.type === "approval-required" && delegation !== undefined) {
       const finding = await findPersonsAnswer(readApprovalHistory(callOptions?.messages), {

@@ -4,7 +4,7 @@ import type { ToolTarget } from "../../cerbos-request.ts";
 import type { Delegation } from "../../delegation.ts";
 import { InvalidInputError } from "../../errors.ts";
 import { decideToolCall, refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
-import { denialReason, refuseWithoutChain } from "../../warnings.ts";
+import { refuseWithoutChain } from "../../warnings.ts";
 import { agentOf } from "./agent-identity.ts";
 import { isGuarded, remember } from "./decision-memo.ts";
 import { delegationIn, ownEntry, placesForApproval } from "./delegation-context.ts";
@@ -122,7 +122,7 @@ export function hopguardToolApproval(options: HopguardToolApprovalOptions): Hopg
         case "denied":
           return {
             type: "denied",
-            reason: refusalText(target, outcome.decision ? denialReason(outcome.decision) : outcome.reason),
+            reason: refusalText(target, outcome.reason),
           };
       }
     } catch (error) {

@@ -3,7 +3,7 @@ import { type ToolTarget, type ValidatedToolCall, validateToolCall } from "../..
 import type { Delegation } from "../../delegation.ts";
 import { ToolCallDeniedError } from "../../errors.ts";
 import { decideToolCall, refusalText, type ToolCallOutcome } from "../../tool-call-outcome.ts";
-import { denialReason, refuseWithoutChain } from "../../warnings.ts";
+import { refuseWithoutChain } from "../../warnings.ts";
 import { approvalAnswer, approvalInterrupt } from "./approval-interrupt.ts";
 import type { ToolGuardOptions } from "./options.ts";
 import type { StepApprovals, StepEntry } from "./step-approvals.ts";
@@ -75,8 +75,7 @@ export async function checkCall(
   if (outcome.type === "allowed") return { allowed: true, call: outcome.call };
   if (outcome.type === "denied") {
     if (options.onDenied === "throw") throw deniedError(outcome);
-    const reason = outcome.decision === undefined ? outcome.reason : denialReason(outcome.decision);
-    return { allowed: false, refusal: refusalText(call.target, reason) };
+    return { allowed: false, refusal: refusalText(call.target, outcome.reason) };
   }
   // A chain decided, so there is one; the check keeps the type system and a refactor honest.
   if (delegation === undefined) {

@@ -2,7 +2,7 @@ import { AIMessage } from "@langchain/core/messages";
 import type { ClientTool, ServerTool } from "@langchain/core/tools";
 import { createMiddleware } from "langchain";
 import { z } from "zod";
-import { type ToolTarget, type ValidatedToolCall, validateToolCall } from "../../cerbos-request.ts";
+import { type ToolTarget, toolCallKey, type ValidatedToolCall, validateToolCall } from "../../cerbos-request.ts";
 import type { Delegation } from "../../delegation.ts";
 import { decideToolCall, refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
 import { noChainError } from "../../warnings.ts";
@@ -20,7 +20,7 @@ import {
 } from "./call-check.ts";
 import { callableFor } from "./callable-tools.ts";
 import { contextDelegation, type ToolGuardOptions } from "./options.ts";
-import { StepApprovals, type StepEntry, snapshotKey } from "./step-approvals.ts";
+import { StepApprovals, type StepEntry } from "./step-approvals.ts";
 import { toolTarget } from "./tool-target.ts";
 
 /** Options for {@link hopguardMiddleware}. */
@@ -223,7 +223,7 @@ async function decideStep(
         return undefined;
       }
       const outcome = await decideToolCall(delegation, snapshot, { signal, tracer: options.tracer });
-      const entry = { delegation, key: snapshotKey(snapshot), outcome };
+      const entry = { delegation, key: toolCallKey(snapshot), outcome };
       step.remember(id, { ...entry, answer: undefined });
       if (outcome.type !== "approval-required") return undefined;
       const pending: PendingApproval = {

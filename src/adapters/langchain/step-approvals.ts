@@ -1,5 +1,5 @@
 import type { ApprovalAnswer } from "../../approval.ts";
-import type { ValidatedToolCall } from "../../cerbos-request.ts";
+import { toolCallKey, type ValidatedToolCall } from "../../cerbos-request.ts";
 import type { Delegation } from "../../delegation.ts";
 import type { ToolCallOutcome } from "../../tool-call-outcome.ts";
 
@@ -41,22 +41,6 @@ export class StepApprovals {
     if (entry === undefined) return undefined;
     this.#entries.delete(toolCallId);
     if (Date.now() >= entry.expiresAt || entry.delegation !== delegation || snapshot === undefined) return undefined;
-    return entry.key === snapshotKey(snapshot) ? entry : undefined;
+    return entry.key === toolCallKey(snapshot) ? entry : undefined;
   }
-}
-
-/** The identity of a decided call: what the PDP was asked about, canonically. */
-export function snapshotKey(call: Pick<ValidatedToolCall, "server" | "tool" | "arguments" | "annotations">): string {
-  return canonical([call.server, call.tool, call.arguments, call.annotations ?? null]);
-}
-
-// Keys sorted: two snapshots of the same JSON compare equal whatever order their keys were written in.
-function canonical(value: unknown): string {
-  if (typeof value !== "object" || value === null) return JSON.stringify(value) ?? "null";
-  if (Array.isArray(value)) return `[${value.map((element) => canonical(element)).join(",")}]`;
-  const record = value as Record<string, unknown>;
-  return `{${Object.keys(record)
-    .sort()
-    .map((key) => `${JSON.stringify(key)}:${canonical(record[key])}`)
-    .join(",")}}`;
 }

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { canonicalJson } from "../../canonical-json.ts";
 import { HopguardError } from "../../errors.ts";
 import { isJsonObject, type JsonObject, own } from "./json-snapshot.ts";
 
@@ -22,8 +23,11 @@ export class Admissions {
 
   /** Admits one send of `{ name, arguments }` and returns its ticket, for `params._meta[admissionKey]`. */
   issue(name: string, args: unknown, addedMeta: boolean): string {
+    const call = canonicalJson({ name, arguments: args });
+    // The authorized call is a JSON snapshot; one that is not could never be matched, and is not admitted.
+    if (call === undefined) throw refused("its arguments are not JSON");
     const ticket = randomUUID();
-    this.#pending.set(ticket, { call: canonicalCall(name, args), addedMeta });
+    this.#pending.set(ticket, { call, addedMeta });
     return ticket;
   }
 
@@ -47,7 +51,7 @@ export class Admissions {
       throw refused("its admission ticket is unknown or was already used");
     }
     this.#pending.delete(ticket);
-    if (canonicalCall(own(params, "name"), own(params, "arguments") ?? {}) !== admitted.call) {
+    if (canonicalJson({ name: own(params, "name"), arguments: own(params, "arguments") ?? {} }) !== admitted.call) {
       throw refused("its name or arguments differ from the call hopguard authorized");
     }
     const { [admissionKey]: _ticket, ...rest } = meta;
@@ -59,20 +63,4 @@ export class Admissions {
 
 function refused(why: string): HopguardError {
   return new HopguardError("authorization_failed", `hopguard refused to send tools/call: ${why}`);
-}
-
-function canonicalCall(name: unknown, args: unknown): string {
-  return canonicalJson({ name, arguments: args });
-}
-
-/** JSON with object keys sorted at every level: two equal values always give the same text. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (isJsonObject(value)) {
-    const entries = Object.keys(value)
-      .sort()
-      .map((key) => `${JSON.stringify(key)}:${canonicalJson(value[key])}`);
-    return `{${entries.join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
 }

@@ -3,7 +3,7 @@ import type { Tracer } from "@opentelemetry/api";
 import { type ValidatedToolCall, validateToolCall } from "../../cerbos-request.ts";
 import { HopguardError, ToolCallDeniedError } from "../../errors.ts";
 import { decideToolCall, refusalText, resolveDelegation } from "../../tool-call-outcome.ts";
-import { denialReason, noChainError, refuseWithoutChain } from "../../warnings.ts";
+import { noChainError, refuseWithoutChain } from "../../warnings.ts";
 import { admissionKey } from "./admissions.ts";
 import { askApproval, type McpApprover } from "./ask-approval.ts";
 import type { ClientGate } from "./client-gate.ts";
@@ -123,7 +123,7 @@ export function createToolGate(gate: ClientGate, options: ToolGateOptions): Tool
         case "denied":
           return refuse(
             name,
-            outcome.decision === undefined ? outcome.reason : denialReason(outcome.decision),
+            outcome.reason,
             outcome.decision === undefined ? outcome.error : new ToolCallDeniedError(outcome.decision),
           );
       }
